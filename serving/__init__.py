@@ -1,0 +1,1 @@
+"""HTTP service: FastAPI app, settings, auth, onnxruntime sessions."""

@@ -1,0 +1,17 @@
+"""FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from triage.pipeline import TriagePipeline
+
+
+def get_pipeline(request: Request) -> TriagePipeline:
+    pipeline: TriagePipeline = request.app.state.pipeline
+    return pipeline
+
+
+PipelineDep = Annotated[TriagePipeline, Depends(get_pipeline)]
