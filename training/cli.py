@@ -43,3 +43,37 @@ def data_dict(
         typer.echo(f"{path} is out of date: run `triage data dict`", err=True)
         raise typer.Exit(1)
     typer.echo(f"{path}: {n} entries{' (unchanged)' if up_to_date else ''}")
+
+
+@data_app.command("build")
+def data_build() -> None:
+    """Rebuild data/corpus/written/{train,dev,test}.jsonl from the writers' raw files."""
+    from training.corpus import build_written
+    from triage.taxonomy import load_taxonomy
+
+    report = build_written(load_taxonomy())
+    for p in report.problems:
+        typer.echo(f"警告: {p}", err=True)
+    typer.echo(f"{report.records} records: " + ", ".join(f"{k} {v}" for k, v in report.per_split.items()))
+
+
+@data_app.command("check")
+def data_check(
+    require_targets: bool = typer.Option(False, "--require-targets", help="Fail when a corpus quota is not met"),
+) -> None:
+    """Validate the labelled corpus (schema, codes, spans, checksums, split leakage) and print counts."""
+    from training.datacheck import run_check
+    from triage.taxonomy import load_taxonomy
+
+    result = run_check(load_taxonomy())
+    for line in result.lines:
+        typer.echo(line)
+    for e in result.errors[:200]:
+        typer.echo(f"错误: {e}", err=True)
+    if result.errors:
+        typer.echo(f"{len(result.errors)} problem(s) found", err=True)
+        raise typer.Exit(1)
+    if require_targets and not all(result.targets.values()):
+        typer.echo("some corpus targets are not met", err=True)
+        raise typer.Exit(1)
+    typer.echo("data check passed")
