@@ -1,0 +1,70 @@
+"""Entity and district evaluation against gold spans (the written corpus carries them).
+
+Per entity type: precision/recall/F1 with exact span match and with overlap match (a predicted
+span counts when it overlaps a gold span of the same type, one-to-one). District accuracy over
+records that carry a `district` gold (null gold = "no Chongqing place": correct when the
+extractor resolves none).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from triage.schemas import Entities
+
+Span = tuple[str, int, int]
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
+
+
+def entity_scores(pairs: Iterable[tuple[list[Span], list[Span]]]) -> dict[str, dict[str, Any]]:
+    """pairs of (gold spans, predicted spans) per record → per-type exact and overlap scores."""
+    exact: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    overlap: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for gold, pred in pairs:
+        gset, pset = set(gold), set(pred)
+        for t in {s[0] for s in gset | pset}:
+            g = [s for s in gset if s[0] == t]
+            p = [s for s in pset if s[0] == t]
+            tp = len(set(g) & set(p))
+            exact[t][0] += tp
+            exact[t][1] += len(p) - tp
+            exact[t][2] += len(g) - tp
+            used: set[Span] = set()
+            otp = 0
+            for ps in sorted(p, key=lambda s: s[1]):
+                match = next((gs for gs in g if gs not in used and gs[1] < ps[2] and ps[1] < gs[2]), None)
+                if match:
+                    used.add(match)
+                    otp += 1
+            overlap[t][0] += otp
+            overlap[t][1] += len(p) - otp
+            overlap[t][2] += len(g) - otp
+    out = {}
+    for t in sorted(set(exact) | set(overlap)):
+        out[t] = {"exact": _prf(*exact[t]), "overlap": _prf(*overlap[t]), "support": exact[t][0] + exact[t][2]}
+    return out
+
+
+def evaluate_entities(
+    records: list[dict[str, Any]], extract: Callable[[dict[str, Any]], Entities]
+) -> dict[str, Any]:
+    pairs = []
+    district_ok = district_n = 0
+    for rec in records:
+        ents = extract(rec)
+        gold = [(e["type"], e["start"], e["end"]) for e in rec.get("entities") or []]
+        pred = [(e.type, e.start, e.end) for e in ents.items]
+        pairs.append((gold, pred))
+        if "district" in rec:
+            district_n += 1
+            district_ok += int(ents.place.district == rec["district"])
+    return {"entities": entity_scores(pairs),
+            "district": {"accuracy": round(district_ok / district_n, 4) if district_n else None, "n": district_n}}

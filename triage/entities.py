@@ -1,0 +1,452 @@
+"""Entity extraction and place resolution (属地).
+
+Three sources, merged: validated patterns (phones, ID numbers, bank cards, case numbers, plates,
+amounts, dates, headcounts), the Chongqing gazetteer from data/ (districts, legacy names, zones,
+街道/乡镇), and an optional statistical NER tagger (persons, places, organisations) behind the
+`NerTagger` protocol — the LAC ONNX model lives in serving/, since the domain core runs no
+onnxruntime session. Officials are persons next to a cadre title (村支书刘某, 王局长, 民警小李).
+
+Offsets index the normalised text (end exclusive). Identifiers are returned as found; masking for
+display happens in triage/pii.py, by role.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from triage.identity import is_valid_id_number, luhn_valid
+from triage.schemas import Entities, Entity, Petition, Place
+from triage.taxonomy import Gazetteer
+
+logger = logging.getLogger(__name__)
+
+EXTRACTOR_VERSION = "entities-1"
+
+
+class NerTagger(Protocol):
+    """Statistical tagger: (start, end, type) spans with type in PER, LOC, ORG, TIME."""
+
+    version: str
+
+    def tag(self, text: str) -> list[tuple[int, int, str]]: ...
+
+
+# --- patterns ---------------------------------------------------------------------------------
+
+_CN_DIGITS = "零〇一二两三四五六七八九十百千万亿"
+_NUM = rf"(?:\d+(?:\.\d+)?|[{_CN_DIGITS}]+)"
+RE_ID = re.compile(r"(?<![\dA-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![\dA-Za-z])")
+RE_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")
+RE_LANDLINE = re.compile(r"(?<!\d)(?:\(0\d{2,3}\)|（0\d{2,3}）|0\d{2,3}[- ]?)\d{7,8}(?!\d)")
+RE_CARD = re.compile(r"(?<!\d)(?:\d{4}[ ]?){3,4}\d{1,4}(?!\d)")
+RE_CASE = re.compile(
+    r"[（(〔\[]\s*(?:19|20)\d{2}\s*[）)〕\]]\s*[\u4e00-\u9fa5]{1,4}\d{0,4}[\u4e00-\u9fa5]{1,6}\d{1,6}号(?:之[一二三四五六七八九十\d]+)?"
+)
+RE_PLATE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z][·•.\- ]?[A-Z0-9]{4,5}[A-Z0-9挂学警港澳]?(?![A-Za-z0-9])")
+RE_AMOUNT = re.compile(
+    r"[一二两三四五六七八九]万[一二三四五六七八九](?:千)?(?:多|余)?(?:元|块钱|块)?(?![\u4e00-\u9fa5]{0,1}[人户名个次天年月日平亩米])"
+    r"|[一二两三四五六七八九]千[一二三四五六七八九](?:百)?(?:多|余)?(?:元|块钱|块)?(?![\u4e00-\u9fa5]{0,1}[人户名个次天年月日平亩米])"
+    rf"|{_NUM}(?:\s*(?:-|~|到|至)\s*{_NUM})?(?:多|余|来)?(?:万|千|百|亿)?(?:多|余)?\s*(?:元|块钱|块|万元|圆)"
+    rf"|{_NUM}(?:多|余)?万(?:多|余)?(?![\u4e00-\u9fa5]{{0,1}}[人户名个次天年月日])"
+)
+RE_DATE = re.compile(
+    r"(?:(?:19|20)\d{2}|[一二〇零]{4})年(?:\d{1,2}|[一二三四五六七八九十]{1,3})月(?:\d{1,2}|[一二三四五六七八九十]{1,3})[日号]"
+    r"|(?:(?:19|20)\d{2}|[一二〇零]{4})年(?:\d{1,2}|[一二三四五六七八九十]{1,3})月(?:份|初|中旬|底|下旬|上旬)?"
+    r"|(?:(?:19|20)\d{2})年(?:初|底|上半年|下半年)?"
+    r"|(?:今年|去年|前年|明年)(?:\d{1,2}|[一二三四五六七八九十]{1,3})?月?(?:份|初|底|中旬)?(?:\d{1,2}[日号])?"
+    r"|(?:上个?月|这个?月|本月|下个?月|上周|上星期|昨天|前天|今天|近日|春节前|春节后|国庆前|国庆后|年前|年后)"
+    r"|(?<![\d年])(?:\d{1,2}|[一二三四五六七八九十]{1,3})月(?:\d{1,2}|[一二三四五六七八九十]{1,3})[日号]"
+    r"|(?<![\d年])(?:1[0-2]|[1-9])月(?:份|初|底|中旬)?(?![\d])"
+)
+RE_HEADCOUNT = re.compile(
+    rf"(?:我们|共|全体|一共|有)?{_NUM}(?:多|余|来)?(?:户|名|个|位)?(?:农民工|工人|业主|村民|居民|职工|员工|家长|学生|户|名|人)"
+    r"(?=[，。、,；;\s]|$|都|一起|联名|的|共同|集体|反映|来访|签名)"
+)
+
+TITLES = (
+    "党支部书记", "村支部书记", "村支书", "支书", "村主任", "村长", "村会计", "村干部", "镇长", "乡长", "副镇长", "县长", "区长",
+    "副区长", "市长", "副县长", "书记", "副书记", "主任", "副主任", "局长", "副局长", "科长", "副科长", "处长", "所长", "副所长",
+    "站长", "队长", "中队长", "大队长", "网格员", "民警", "辅警", "警官", "法官", "审判长", "执行法官", "检察官", "院长",
+    "副院长", "校长", "副校长", "厂长", "经理", "总经理", "副总经理", "董事长", "组长", "社长", "主席", "承办法官", "调度长",
+    "工作人员", "执法人员", "城管队员", "会计",
+)
+_TITLE_ALT = "|".join(sorted(TITLES, key=len, reverse=True))
+_SURNAME = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石"
+    "廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤冉牟"
+)
+RE_OFFICIAL = re.compile(
+    rf"(?:{_TITLE_ALT})[{_SURNAME}][\u4e00-\u9fa5]{{0,2}}?(?:某某|某)"  # 村支书刘某某
+    rf"|(?:{_TITLE_ALT})(?=[{_SURNAME}][\u4e00-\u9fa5]{{1,2}}[，。、的说让把被在和])[{_SURNAME}][\u4e00-\u9fa5]{{1,2}}"  # 村支书刘德明
+    rf"|[{_SURNAME}](?:某某|某)?(?:{_TITLE_ALT})"  # 王书记, 张某局长
+    rf"|(?:民警|辅警|法官|网格员)(?:小|老)[{_SURNAME}]"  # 民警小李
+)
+ORG_SUFFIXES = (
+    "有限责任公司", "股份有限公司", "有限公司", "公司", "集团", "小区", "花园", "家园", "新村", "新城", "名城", "医院", "卫生院", "诊所",
+    "学校", "小学", "中学", "幼儿园", "大学", "学院", "人民法院", "法院", "检察院", "派出所", "公安局", "分局", "街道办事处", "办事处",
+    "人民政府", "政府", "村委会", "居委会", "社区居委会", "委员会", "局", "委", "中心", "物业", "工厂", "厂", "超市", "商场",
+    "酒店", "火锅", "餐厅", "饭店", "驾校", "银行", "支行", "合作社",
+)
+
+
+# Clause words that mean a suffix match swallowed part of a sentence, not a name.
+_NOT_ORG = re.compile(r"一家|某家|要求|来电人|来访人|反映|请|问|想|称|说|等|月|找|去|到|这|那|每|个")
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+    type: str
+    source: str
+    value: str | float | int | None = None
+    valid: bool | None = None
+
+
+def _overlaps(a: _Span, b: _Span) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+# --- value normalisation ----------------------------------------------------------------------
+
+
+def parse_number(text: str) -> float | None:
+    """Arabic or Chinese numerals to a number ('三千六' → 3600, '1.2' → 1.2)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        import cn2an
+
+        return float(cn2an.cn2an(text, "smart"))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def amount_in_yuan(surface: str) -> float | str | None:
+    """'9600元' → 9600, '1.2万元' → 12000, '四十多万' → 400000, '3000到5000元' → '3000-5000'."""
+    s = re.sub(r"\s+", "", surface)
+    s = re.sub(r"(元|块钱|块|圆)$", "", s)
+    colloquial = re.fullmatch(r"([一二两三四五六七八九])(万|千)([一二三四五六七八九])(?:千|百)?(?:多|余)?", s)
+    if colloquial:  # 一万六 → 16000, 四千五 → 4500
+        head, unit, tail = colloquial.groups()
+        big = 10_000 if unit == "万" else 1_000
+        return (parse_number(head) or 0) * big + (parse_number(tail) or 0) * big / 10
+    parts = re.split(r"-|~|到|至", s)
+    values = []
+    for part in parts:
+        mult = 1.0
+        p = part.replace("多", "").replace("余", "").replace("来", "")
+        if p.endswith("万元") or p.endswith("万"):
+            mult, p = 10_000.0, p.rstrip("元").removesuffix("万")
+        elif p.endswith("亿"):
+            mult, p = 100_000_000.0, p.removesuffix("亿")
+        elif p.endswith("千") and not re.search(r"[一二三四五六七八九十百]", p[:-1] or "x") and p[:-1]:
+            mult, p = 1_000.0, p.removesuffix("千")
+        n = parse_number(p)
+        if n is None:
+            return None
+        values.append(n * mult)
+    if len(values) == 2:
+        lo, hi = values
+        if hi >= 10_000 > lo and "万" in parts[1] and "万" not in parts[0]:
+            lo *= 10_000  # 3到5万 → 30000-50000
+        return f"{lo:g}-{hi:g}"
+    return values[0] if values else None
+
+
+_SPRING_FESTIVAL = {  # 春节 (lunar new year) dates, for 春节前/春节后
+    2018: date(2018, 2, 16), 2019: date(2019, 2, 5), 2020: date(2020, 1, 25), 2021: date(2021, 2, 12),
+    2022: date(2022, 2, 1), 2023: date(2023, 1, 22), 2024: date(2024, 2, 10), 2025: date(2025, 1, 29),
+    2026: date(2026, 2, 17), 2027: date(2027, 2, 6), 2028: date(2028, 1, 26),
+}
+
+
+def normalize_date(surface: str, reference: date | None) -> str | None:
+    """ISO date or month for a date expression; relative ones need the submission date."""
+    s = surface
+
+    def num(x: str) -> int | None:
+        v = parse_number(x)
+        return int(v) if v is not None else None
+
+    m = re.match(r"((?:19|20)\d{2}|[一二〇零]{4})年(?:(\d{1,2}|[一二三四五六七八九十]{1,3})月)?(?:(\d{1,2}|[一二三四五六七八九十]{1,3})[日号])?", s)
+    year: int | None = None
+    month: int | None = None
+    day: int | None = None
+    if m:
+        y = m.group(1)
+        year = int(y) if y.isdigit() else int("".join("0123456789"["〇一二三四五六七八九".index(c)] if c != "零" else "0" for c in y))
+        month = num(m.group(2)) if m.group(2) else None
+        day = num(m.group(3)) if m.group(3) else None
+    elif reference is not None:
+        rel = {"今年": 0, "去年": -1, "前年": -2, "明年": 1}
+        for word, delta in rel.items():
+            if s.startswith(word):
+                year = reference.year + delta
+                rest = s[len(word):]
+                mm = re.match(r"(\d{1,2}|[一二三四五六七八九十]{1,3})月(?:(\d{1,2})[日号])?", rest)
+                if mm:
+                    month = num(mm.group(1))
+                    day = int(mm.group(2)) if mm.group(2) else None
+                break
+        else:
+            if re.match(r"上个?月", s):
+                y, mo = (reference.year, reference.month - 1) if reference.month > 1 else (reference.year - 1, 12)
+                year, month = y, mo
+            elif re.match(r"(这个?月|本月)", s):
+                year, month = reference.year, reference.month
+            elif s in ("昨天", "前天", "今天"):
+                from datetime import timedelta
+
+                return (reference - timedelta(days={"今天": 0, "昨天": 1, "前天": 2}[s])).isoformat()
+            elif s.startswith("春节"):
+                sf = _SPRING_FESTIVAL.get(reference.year)
+                if sf and sf > reference:
+                    sf = _SPRING_FESTIVAL.get(reference.year - 1)
+                return sf.isoformat() if sf else None
+            else:
+                mm = re.match(r"(\d{1,2}|[一二三四五六七八九十]{1,3})月(?:(\d{1,2}|[一二三四五六七八九十]{1,3})[日号])?", s)
+                if mm:
+                    month = num(mm.group(1))
+                    day = num(mm.group(2)) if mm.group(2) else None
+                    year = reference.year
+                    if month and month > reference.month:
+                        year -= 1  # "5月" written in March means last May
+    if year is None:
+        return None
+    if month is None or not 1 <= month <= 12:
+        return f"{year:04d}"
+    if day is None or not 1 <= day <= 31:
+        return f"{year:04d}-{month:02d}"
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+# --- extractor --------------------------------------------------------------------------------
+
+
+class EntityExtractor:
+    """Patterns + gazetteer (+ an optional NER tagger) → Entities with the resolved place."""
+
+    def __init__(self, gazetteer: Gazetteer, ner: NerTagger | None = None) -> None:
+        self.gazetteer = gazetteer
+        self.ner = ner
+        self.version = EXTRACTOR_VERSION + (f"+{ner.version}" if ner else "")
+        names: dict[str, str] = {}
+        for d in gazetteer.districts:
+            for a in (d.name, *d.aliases):
+                names[a] = "district"
+        for leg in gazetteer.legacy:
+            for a in (leg.raw, *leg.aliases):
+                names.setdefault(a, "district")
+        for z in gazetteer.zones:
+            for a in (z.name, *z.aliases):
+                names.setdefault(a, "zone")
+        for subs in gazetteer.subdivisions.values():
+            for s in subs:
+                names.setdefault(s, "subdivision")
+        # Short aliases (渝中, 万州) are only matched when not followed by more place characters.
+        ordered = sorted(names, key=len, reverse=True)
+        self._place_re = re.compile("|".join(re.escape(n) for n in ordered))
+        self._place_kind = names
+
+    # -- pattern stage
+    def _patterns(self, text: str, reference: date | None) -> list[_Span]:
+        spans: list[_Span] = []
+        for m in RE_ID.finditer(text):
+            spans.append(_Span(m.start(), m.end(), "id_number", "pattern", valid=is_valid_id_number(m.group())))
+        taken = [s for s in spans]
+        for m in RE_CARD.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if 15 <= len(digits) <= 19 and not any(_overlaps(_Span(m.start(), m.end(), "", ""), t) for t in taken):
+                ok = luhn_valid(digits)
+                if ok or re.search(r"(卡号|银行卡|账号|帐号)", text[max(0, m.start() - 8):m.start()]):
+                    spans.append(_Span(m.start(), m.end(), "bank_card", "pattern", valid=ok))
+        taken = list(spans)
+        for rx in (RE_MOBILE, RE_LANDLINE):
+            for m in rx.finditer(text):
+                sp = _Span(m.start(), m.end(), "phone", "pattern")
+                if not any(_overlaps(sp, t) for t in taken):
+                    spans.append(sp)
+                    taken.append(sp)
+        for m in RE_CASE.finditer(text):
+            spans.append(_Span(m.start(), m.end(), "case_number", "pattern"))
+        for m in RE_PLATE.finditer(text):
+            spans.append(_Span(m.start(), m.end(), "plate", "pattern"))
+        taken = list(spans)
+        for m in RE_AMOUNT.finditer(text):
+            sp = _Span(m.start(), m.end(), "amount", "pattern", value=amount_in_yuan(m.group()))
+            if not any(_overlaps(sp, t) for t in taken):
+                spans.append(sp)
+        for m in RE_DATE.finditer(text):
+            sp = _Span(m.start(), m.end(), "date", "pattern", value=normalize_date(m.group(), reference))
+            if not any(_overlaps(sp, t) for t in taken):
+                spans.append(sp)
+        for m in RE_HEADCOUNT.finditer(text):
+            sp = _Span(m.start(), m.end(), "headcount", "pattern", value=_headcount_value(m.group()))
+            if not any(_overlaps(sp, t) for t in taken if t.type != "amount"):
+                spans.append(sp)
+        for m in RE_OFFICIAL.finditer(text):
+            spans.append(_Span(m.start(), m.end(), "official", "pattern"))
+        return spans
+
+    # -- gazetteer stage
+    def _places(self, text: str) -> list[_Span]:
+        spans = []
+        for m in self._place_re.finditer(text):
+            name = m.group()
+            kind = self._place_kind[name]
+            if kind != "subdivision" and not name.endswith(("区", "县", "新区", "经开区")):
+                nxt = text[m.end():m.end() + 1]
+                if nxt and re.match(r"[\u4e00-\u9fa5]", nxt) and nxt not in "的人市区县镇":
+                    continue  # 万州 inside 万州烤鱼 is fine, but 江北 in 江北嘴… keep conservative
+            spans.append(_Span(m.start(), m.end(), "place", "gazetteer", value=kind))
+        return spans
+
+    def _orgs(self, text: str, places: list[_Span]) -> list[_Span]:
+        """Organisations ending in a known suffix, started by a place or a run of name characters."""
+        spans = []
+        suffix_re = re.compile("|".join(re.escape(s) for s in sorted(ORG_SUFFIXES, key=len, reverse=True)))
+        for m in suffix_re.finditer(text):
+            end = m.end()
+            start = m.start()
+            # extend left over name characters (no punctuation, no verbs we know start clauses)
+            i = start
+            while i > 0 and re.match(r"[\u4e00-\u9fa5A-Za-z0-9]", text[i - 1]) and start - i < 14:
+                i -= 1
+                if text[i] in "在到去找向跟和与被把的了是说给对从让我他她们":
+                    i += 1
+                    break
+            name = text[i:end]
+            if end - i >= 3 and start - i >= 2 and not _NOT_ORG.search(name) and not name[0].isdigit():
+                spans.append(_Span(i, end, "org", "suffix"))
+        return spans
+
+    def _ner(self, text: str) -> list[_Span]:
+        if self.ner is None:
+            return []
+        mapping = {"PER": "person", "LOC": "place", "ORG": "org"}
+        out = []
+        for s, e, t in self.ner.tag(text):
+            if t not in mapping:
+                continue
+            while s < e and text[s].isspace():
+                s += 1
+            while e > s and text[e - 1].isspace():
+                e -= 1
+            if e - s < 2 and t != "LOC":
+                continue
+            kind = mapping[t]
+            if kind == "person":
+                # A person right after (or before) a cadre title is an official: 村支书刘德明, 刘德明书记.
+                before = re.search(rf"(?:{_TITLE_ALT})$", text[max(0, s - 6):s])
+                after = re.match(rf"(?:{_TITLE_ALT})", text[e:e + 6])
+                if before:
+                    out.append(_Span(s - len(before.group()), e, "official", "ner+title"))
+                    continue
+                if after:
+                    out.append(_Span(s, e + len(after.group()), "official", "ner+title"))
+                    continue
+            out.append(_Span(s, e, kind, "ner"))
+        return out
+
+    def extract(self, text: str, petition: Petition | None = None) -> Entities:
+        """Extract entities from a normalised text and resolve where the matter happened."""
+        reference = petition.submitted_at.date() if petition and petition.submitted_at else None
+        pattern = self._patterns(text, reference)
+        places = self._places(text)
+        orgs = self._orgs(text, places)
+        ner = self._ner(text)
+        chosen: list[_Span] = []
+
+        def add(spans: Iterable[_Span], blockers: tuple[str, ...]) -> None:
+            for sp in sorted(spans, key=lambda s: (s.start, -(s.end - s.start))):
+                if any(_overlaps(sp, c) and (c.type in blockers or c.type == sp.type) for c in chosen):
+                    continue
+                chosen.append(sp)
+
+        identifiers = ("id_number", "bank_card", "phone", "case_number", "plate")
+        add(pattern, identifiers)
+        add([o for o in ner if o.type == "official"], (*identifiers, "official"))
+        add(places, (*identifiers, "official"))
+        add([o for o in ner if o.type == "org"], (*identifiers,))
+        add(orgs, (*identifiers,))
+        add([p for p in ner if p.type == "place"], (*identifiers, "official", "org"))
+        add([p for p in ner if p.type == "person"], (*identifiers, "official", "org", "place"))
+        chosen.sort(key=lambda s: (s.start, s.end))
+        items = [
+            Entity(type=s.type, text=text[s.start:s.end], start=s.start, end=s.end,  # type: ignore[arg-type]
+                   value=s.value if not isinstance(s.value, str) or s.type != "place" else None,
+                   source=s.source, valid=s.valid)
+            for s in chosen
+        ]
+        return Entities(items=items, place=self.resolve_place(text, [s for s in chosen if s.type == "place"]))
+
+    # -- place resolution
+    _HOME = re.compile(r"(家住|住在|住址|现住|户籍|户口在|籍贯|老家|住)[^，。；]{0,3}$")
+
+    def resolve_place(self, text: str, places: list[_Span]) -> Place:
+        """The 区县 where the matter happened: event place > respondent > petitioner's address."""
+        g = self.gazetteer
+        mentions: list[tuple[int, str, str | None, str, str]] = []  # (pos, district, subdivision, raw, role)
+        district_mentions = []
+        for sp in places:
+            name = text[sp.start:sp.end]
+            if sp.value in ("district", "zone"):
+                district_mentions.append((sp.start, name))
+        mentioned_districts = {g.resolve(n) for _, n in district_mentions}
+        for sp in places:
+            name = text[sp.start:sp.end]
+            role = "petitioner" if self._HOME.search(text[max(0, sp.start - 8):sp.start]) else "event"
+            if sp.value in ("district", "zone"):
+                # a subdivision right after the district decides legacy exceptions (渝北区统景镇)
+                nxt = next((p for p in places if p.start >= sp.end and p.start - sp.end <= 1 and p.value == "subdivision"), None)
+                sub = text[nxt.start:nxt.end] if nxt else None
+                d = g.resolve(name, sub)
+                if d:
+                    mentions.append((sp.start, d, sub, name, role))
+            elif sp.value == "subdivision":
+                owners = g.subdivision_to_districts.get(name, ())
+                if len(owners) == 1:
+                    d = owners[0]
+                elif mentioned_districts & set(owners):
+                    d = sorted(mentioned_districts & set(owners))[0]  # type: ignore[type-var]
+                else:
+                    continue
+                prev = [m for m in mentions if m[0] < sp.start and sp.start - m[0] <= 8]
+                if prev:  # the subdivision refines the district mention just before it
+                    continue
+                mentions.append((sp.start, d, name, name, role))
+        if not mentions:
+            return Place(basis="none")
+        events = [m for m in mentions if m[4] == "event"]
+        pick = events[0] if events else mentions[0]
+        sub = pick[2]
+        if sub is None:
+            sub = next((m[2] for m in mentions if m[1] == pick[1] and m[2]), None)
+        return Place(district=pick[1], district_raw=pick[3], subdivision=sub,
+                     basis="event" if events else "petitioner")
+
+
+def _headcount_value(surface: str) -> int | None:
+    m = re.search(rf"{_NUM}", surface)
+    if not m:
+        return None
+    n = parse_number(m.group())
+    return int(n) if n is not None else None
+
+
+def reference_date(petition: Petition | None) -> date | None:
+    if petition is None or petition.submitted_at is None:
+        return None
+    at: datetime = petition.submitted_at
+    return at.date()
