@@ -103,6 +103,7 @@ def phrasing_overlap(records: list[dict[str, Any]], n: int = 12) -> tuple[float,
     for r in records:
         t = masked(r["text"])
         grams = {t[i:i + n] for i in range(0, max(0, len(t) - n + 1))}
+        grams = {g for g in grams if g.count("0") <= 3}  # identifier runs are not phrasing
         grams_of[r["id"]] = grams
         for g in grams:
             owners[g].add(r.get("writer", ""))
