@@ -17,6 +17,8 @@ from serving.limits import BodySizeLimit
 from serving.logs import configure_logging
 from serving.routes import health, petitions
 from serving.settings import ServiceSettings
+from serving.ner import LacTagger
+from triage.entities import EntityExtractor
 from triage.pipeline import TriagePipeline
 from triage.taxonomy import load_taxonomy
 
@@ -26,12 +28,13 @@ logger = logging.getLogger(__name__)
 def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | None]:
     """Load the domain data and whatever stages are available; report the model directory used."""
     taxonomy = load_taxonomy(settings.data_dir)
+    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger() if settings.ner else None)
     model_dir: str | None = None
     if (settings.model_dir / "manifest.json").exists():
         model_dir = str(settings.model_dir)
     else:
         logger.warning("no model at %s: the classify stage is not available", settings.model_dir)
-    return TriagePipeline(taxonomy), model_dir
+    return TriagePipeline(taxonomy, extractor=extractor), model_dir
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

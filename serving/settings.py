@@ -19,6 +19,7 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(ROOT / "data", description="Taxonomy, responsibility list, gazetteer, rules")
     model_dir: Path = Field(ROOT / "models" / "default", description="Active model (manifest.json inside)")
     database_url: str = Field(f"sqlite:///{ROOT / 'var' / 'triage.db'}", description="SQLAlchemy URL")
+    ner: bool = Field(True, description="Use the LAC NER model in entity extraction (patterns + gazetteer always run)")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = Field(True, description="One JSON object per log line")
     max_body_bytes: int = Field(256_000, ge=1_024, description="Largest accepted request body")

@@ -29,6 +29,7 @@ def test_readyz_reports_missing_stages(client: TestClient) -> None:
     body = r.json()
     assert body["ready"] is False
     assert body["stages"]["normalize"] == "builtin"
+    assert body["stages"]["extract"].startswith("entities-1+lac")
     assert body["stages"]["classify"] is None
     assert body["taxonomy_version"] == "2"
 
@@ -39,7 +40,7 @@ def test_triage_without_stages_is_503_problem(client: TestClient) -> None:
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["code"] == "T400"
-    assert "extract" in body["detail"]
+    assert "classify" in body["detail"]
 
 
 def test_triage_validation_error_names_field_without_value(client: TestClient) -> None:
