@@ -26,6 +26,7 @@ from typing import Any
 
 from triage.identity import id_check_digit, is_valid_id_number, luhn_check_digit, luhn_valid
 from triage.taxonomy import DATA_DIR, Taxonomy
+from triage.text import normalize
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,10 @@ def build_written(taxonomy: Taxonomy, corpus_dir: Path = CORPUS_DIR, write: bool
         for lineno, raw in read_jsonl(path):
             district = raw.get("district")
             rec = _substitute(raw, book, district)
-            spans, missing = entity_spans(rec["text"], rec.pop("entities", []) or [])
+            # Gold offsets index the normalised text, the text every stage of the pipeline sees.
+            rec["text"] = normalize(rec["text"])
+            surfaces = [[t, normalize(x)] for t, x in rec.pop("entities", []) or []]
+            spans, missing = entity_spans(rec["text"], surfaces)
             for _surface in missing:
                 report.problems.append(f"{path.name}:{lineno} ({rec['id']}): entity not in text (dropped)")
             rec["entities"] = spans

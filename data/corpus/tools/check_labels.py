@@ -20,6 +20,13 @@ SOURCES = {"teddy2020_messages_labeled", "teddy2020_replies", "fuzhou12345_river
 
 def main(path: Path) -> int:
     errors, rows, seen = [], [], set()
+    who = path.stem.removeprefix("labels_")
+    selection = ROOT / "data/corpus/real/work" / f"selection_{who}.jsonl"
+    selected = set()
+    if selection.exists():
+        for line in selection.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            selected.add((r["source"], str(r["key"])))
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -35,6 +42,8 @@ def main(path: Path) -> int:
         k = (r.get("source"), str(r.get("key")))
         if k in seen:
             errors.append(f"{w}: labelled twice")
+        if selected and k not in selected:
+            errors.append(f"{w}: this source/key is not in your selection (typo in key?)")
         seen.add(k)
         if r.get("track") not in TRACKS:
             errors.append(f"{w}: unknown track {r.get('track')!r}")
