@@ -94,6 +94,9 @@ ORG_SUFFIXES = (
 )
 
 
+# Short district aliases that are also ordinary words: only a place when not followed by more text.
+AMBIGUOUS_ALIASES = frozenset({"长寿", "南岸", "石柱", "两江", "巴县", "万县", "江北", "忠州"})
+
 # Clause words that mean a suffix match swallowed part of a sentence, not a name.
 _NOT_ORG = re.compile(r"一家|某家|要求|来电人|来访人|反映|请|问|想|称|说|等|月|找|去|到|这|那|每|个")
 
@@ -254,6 +257,15 @@ class EntityExtractor:
         for subs in gazetteer.subdivisions.values():
             for s in subs:
                 names.setdefault(s, "subdivision")
+        # People write 小龙坎/杨家坪/解放碑 for 小龙坎街道…: the bare name when it has three or more
+        # characters and only one district has it (two-character bare names are too often words).
+        self._bare_subdivision: dict[str, str] = {}
+        for full, owners in gazetteer.subdivision_to_districts.items():
+            bare = re.sub(r"(街道|镇|乡)$", "", full)
+            if len(bare) >= 3 and len(owners) == 1 and bare not in names:
+                self._bare_subdivision[bare] = full
+        for bare in self._bare_subdivision:
+            names.setdefault(bare, "subdivision")
         # Short aliases (渝中, 万州) are only matched when not followed by more place characters.
         ordered = sorted(names, key=len, reverse=True)
         self._place_re = re.compile("|".join(re.escape(n) for n in ordered))
@@ -305,10 +317,10 @@ class EntityExtractor:
         for m in self._place_re.finditer(text):
             name = m.group()
             kind = self._place_kind[name]
-            if kind != "subdivision" and not name.endswith(("区", "县", "新区", "经开区")):
+            if name in AMBIGUOUS_ALIASES:
                 nxt = text[m.end():m.end() + 1]
-                if nxt and re.match(r"[\u4e00-\u9fa5]", nxt) and nxt not in "的人市区县镇":
-                    continue  # 万州 inside 万州烤鱼 is fine, but 江北 in 江北嘴… keep conservative
+                if nxt and re.match(r"[\u4e00-\u9fa5]", nxt) and nxt not in "的人区县":
+                    continue  # 长寿面, 南岸边, 石柱子: a word, not the district
             spans.append(_Span(m.start(), m.end(), "place", "gazetteer", value=kind))
         return spans
 
@@ -415,14 +427,14 @@ class EntityExtractor:
                 if d:
                     mentions.append((sp.start, d, sub, name, role))
             elif sp.value == "subdivision":
-                owners = g.subdivision_to_districts.get(name, ())
+                owners = g.subdivision_to_districts.get(self._bare_subdivision.get(name, name), ())
                 if len(owners) == 1:
                     d = owners[0]
                 elif mentioned_districts & set(owners):
                     d = sorted(mentioned_districts & set(owners))[0]  # type: ignore[type-var]
                 else:
                     continue
-                prev = [m for m in mentions if m[0] < sp.start and sp.start - m[0] <= 8]
+                prev = [m for m in mentions if m[0] < sp.start and sp.start - m[0] <= 12]
                 if prev:  # the subdivision refines the district mention just before it
                     continue
                 mentions.append((sp.start, d, name, name, role))
