@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -77,3 +78,20 @@ def data_check(
         typer.echo("some corpus targets are not met", err=True)
         raise typer.Exit(1)
     typer.echo("data check passed")
+
+
+@data_app.command("agreement")
+def data_agreement(
+    show: str = typer.Option(None, help="Also list the disagreements on this field (track, department …)"),
+) -> None:
+    """Per-field agreement and Cohen's kappa of the independent second labelling."""
+    from training.agreement import agreement, disagreements, to_json
+
+    try:
+        typer.echo(to_json(agreement()))
+    except FileNotFoundError as exc:
+        typer.echo(f"错误: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if show:
+        for d in disagreements(field=show):
+            typer.echo(json.dumps(d, ensure_ascii=False))

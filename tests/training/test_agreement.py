@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from training.agreement import agreement, disagreements
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_agreement_and_kappa_per_field(tmp_path: Path) -> None:
+    base = {"department": "hrss", "request_type": "complaint"}
+    write(tmp_path / "written" / "train.jsonl", [
+        {"id": "W1-0001", "track": "admin_duty", "flags": ["repeat"], **base},
+        {"id": "W1-0002", "track": "arbitration", "flags": [], **base},
+        {"id": "W1-0003", "track": "admin_duty", "flags": [], **base},
+        {"id": "W1-0004", "track": "arbitration", "flags": [], **base},
+    ])
+    second = [
+        {"source": "written", "key": "W1-0001", "track": "admin_duty", "flags": ["repeat"], **base},
+        {"source": "written", "key": "W1-0002", "track": "arbitration", "flags": [], **base},
+        {"source": "written", "key": "W1-0003", "track": "arbitration", "flags": [], **base},
+        {"source": "written", "key": "W1-0004", "track": "arbitration", "flags": [], **base},
+    ]
+    write(tmp_path / "agreement" / "labels_R2.jsonl", second)
+    report = agreement(tmp_path)["written"]
+    assert report["n"] == 4
+    assert report["track"]["agreement"] == 0.75
+    # p_o = 0.75, p_e = (2/4 * 1/4) + (2/4 * 3/4) = 0.5 → kappa 0.5
+    assert report["track"]["kappa"] == 0.5
+    assert report["department"] == {"agreement": 1.0, "kappa": None}  # one class only: undefined
+    assert report["flag:repeat"]["agreement"] == 1.0
+    assert disagreements(tmp_path, "track") == [
+        {"source": "written", "key": "W1-0003", "first": "admin_duty", "second": "arbitration", "second_note": None}
+    ]

@@ -1,0 +1,88 @@
+"""Inter-annotator agreement: an independent second labelling of a random sample vs the first labels.
+
+The sample (data/corpus/agreement/sample.jsonl) was drawn with a fixed seed from the written corpus
+and the real-message labels; the second labeller (labels_R2.jsonl) never saw the first labels.
+Reported per part (written / real) and per field: raw agreement and Cohen's kappa; flags per flag
+(present/absent).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training.corpus import CORPUS_DIR, load_real_labels, read_jsonl
+
+FIELDS = ("track", "department", "request_type")
+FLAGS = ("group", "risk", "repeat", "confidential", "pii_sensitive")
+
+
+def _first_labels(corpus_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for split in ("train", "dev", "test"):
+        path = corpus_dir / "written" / f"{split}.jsonl"
+        if path.exists():
+            for _, r in read_jsonl(path):
+                out[("written", r["id"])] = r
+    for r in load_real_labels(corpus_dir):
+        out[(r["source"], str(r["key"]))] = r
+    return out
+
+
+def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
+    from sklearn.metrics import cohen_kappa_score
+
+    second_path = corpus_dir / "agreement" / "labels_R2.jsonl"
+    if not second_path.exists():
+        raise FileNotFoundError(f"{second_path} not found: the second labelling has not been done")
+    first = _first_labels(corpus_dir)
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {"written": [], "real": []}
+    for _, r2 in read_jsonl(second_path):
+        key = (r2["source"], str(r2["key"]))
+        if key in first:
+            pairs["written" if r2["source"] == "written" else "real"].append((first[key], r2))
+    report: dict[str, Any] = {}
+    for part, items in pairs.items():
+        if not items:
+            continue
+        part_report: dict[str, Any] = {"n": len(items)}
+        def kappa(a: list[Any], b: list[Any]) -> float | None:
+            # Undefined when both labellings use one and the same class only.
+            if len(set(a) | set(b)) < 2:
+                return None
+            return round(float(cohen_kappa_score(a, b)), 3)
+
+        for f in FIELDS:
+            a = [x[f] for x, _ in items]
+            b = [y[f] for _, y in items]
+            part_report[f] = {
+                "agreement": round(sum(x == y for x, y in zip(a, b, strict=True)) / len(a), 3),
+                "kappa": kappa(a, b),
+            }
+        for fl in FLAGS:
+            a2 = [fl in (x.get("flags") or []) for x, _ in items]
+            b2 = [fl in (y.get("flags") or []) for _, y in items]
+            part_report[f"flag:{fl}"] = {
+                "agreement": round(sum(x == y for x, y in zip(a2, b2, strict=True)) / len(a2), 3),
+                "kappa": kappa(a2, b2),
+                "first_positive": sum(a2), "second_positive": sum(b2),
+            }
+        report[part] = part_report
+    return report
+
+
+def disagreements(corpus_dir: Path = CORPUS_DIR, field: str = "track") -> list[dict[str, Any]]:
+    """The items where the two labellings differ on `field` (for discussing and sharpening the guide)."""
+    first = _first_labels(corpus_dir)
+    out = []
+    for _, r2 in read_jsonl(corpus_dir / "agreement" / "labels_R2.jsonl"):
+        r1 = first.get((r2["source"], str(r2["key"])))
+        if r1 is not None and r1[field] != r2[field]:
+            out.append({"source": r2["source"], "key": r2["key"], "first": r1[field], "second": r2[field],
+                        "second_note": r2.get("note")})
+    return out
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, ensure_ascii=False, indent=1)
