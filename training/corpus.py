@@ -280,10 +280,48 @@ def materialize_real(public_dir: Path = PUBLIC_DIR, corpus_dir: Path = CORPUS_DI
     return out
 
 
+def near_duplicate_pairs(records: list[dict[str, Any]], threshold: float = 0.7) -> list[tuple[str, str, float]]:
+    """Pairs of record ids whose character 5-gram Jaccard similarity is >= threshold (MinHash-LSH
+    candidates, verified exactly)."""
+    from datasketch import MinHash, MinHashLSH
+
+    def shingles(text: str) -> set[str]:
+        t = re.sub(r"\s+", "", text)
+        return {t[i:i + 5] for i in range(max(1, len(t) - 4))}
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=64)
+    sets: dict[str, set[str]] = {}
+    sigs = {}
+    for r in records:
+        sh = shingles(r["text"])
+        m = MinHash(num_perm=64)
+        m.update_batch([x.encode() for x in sh])
+        sets[r["id"]], sigs[r["id"]] = sh, m
+        lsh.insert(r["id"], m)
+    pairs = []
+    for rid, m in sigs.items():
+        for other in lsh.query(m):
+            if other > rid:
+                j = len(sets[rid] & sets[other]) / max(1, len(sets[rid] | sets[other]))
+                if j >= threshold:
+                    pairs.append((rid, other, round(j, 3)))
+    return pairs
+
+
 def real_splits(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Split real messages by a hash of their group: near-duplicate re-posts of one message (the
+    board has many) form one group, so a group never straddles splits."""
+    links: dict[str, str] = {}
+    for a, b, _ in near_duplicate_pairs(records):
+        links.setdefault(b, a)
+    for rec in records:
+        rec["same_as"] = links.get(rec["id"])
+    groups = connected_groups(records, ("same_as",))
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
-        rec["split"] = split_of(rec["id"], salt="real-v1")
+        del rec["same_as"]
+        rec["group"] = groups[rec["id"]]
+        rec["split"] = split_of(rec["group"], salt="real-v1")
         out[rec["split"]].append(rec)
     return out
 
