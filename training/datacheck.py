@@ -23,6 +23,7 @@ from training.corpus import (
     build_written,
     load_real_labels,
     materialize_real,
+    near_duplicate_pairs,
     read_jsonl,
     real_splits,
     validate_written_record,
@@ -50,38 +51,13 @@ class CheckResult:
         self.say(f"  {'met    ' if ok else 'NOT MET'}  {name}: {value} (>= {minimum})")
 
 
-def _shingles(text: str, k: int = 5) -> set[str]:
-    text = re.sub(r"\s+", "", text)
-    return {text[i:i + k] for i in range(max(1, len(text) - k + 1))}
-
-
 def near_duplicates_across_splits(records: list[dict[str, Any]], threshold: float = 0.7) -> list[tuple[str, str, float]]:
-    """Pairs of records in different splits (and different groups) with Jaccard >= threshold."""
-    from datasketch import MinHash, MinHashLSH
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=64)
-    sigs: dict[str, tuple[MinHash, set[str]]] = {}
-    for r in records:
-        sh = _shingles(r["text"])
-        m = MinHash(num_perm=64)
-        m.update_batch([s.encode() for s in sh])
-        sigs[r["id"]] = (m, sh)
-        lsh.insert(r["id"], m)
+    """Near-duplicate pairs (see corpus.near_duplicate_pairs) that sit in different splits and groups."""
     by_id = {r["id"]: r for r in records}
-    found = []
-    for r in records:
-        m, sh = sigs[r["id"]]
-        for other in lsh.query(m):
-            if other <= r["id"]:
-                continue
-            o = by_id[other]
-            if o["split"] == r["split"] or o.get("group", o["id"]) == r.get("group", r["id"]):
-                continue
-            sh2 = sigs[other][1]
-            j = len(sh & sh2) / max(1, len(sh | sh2))
-            if j >= threshold:
-                found.append((r["id"], other, round(j, 3)))
-    return found
+    return [
+        (a, b, j) for a, b, j in near_duplicate_pairs(records, threshold)
+        if by_id[a]["split"] != by_id[b]["split"] and by_id[a].get("group", a) != by_id[b].get("group", b)
+    ]
 
 
 def _distribution(result: CheckResult, title: str, counter: Counter[Any], order: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Protocol
 
 from triage.identity import is_valid_id_number, luhn_valid
@@ -93,6 +93,8 @@ ORG_SUFFIXES = (
     "酒店", "火锅", "餐厅", "饭店", "驾校", "银行", "支行", "合作社",
 )
 
+
+_ORG_SUFFIX_RE = re.compile("|".join(re.escape(s) for s in sorted(ORG_SUFFIXES, key=len, reverse=True)))
 
 # Short district aliases that are also ordinary words: only a place when not followed by more text.
 AMBIGUOUS_ALIASES = frozenset({"长寿", "南岸", "石柱", "两江", "巴县", "万县", "江北", "忠州"})
@@ -327,8 +329,7 @@ class EntityExtractor:
     def _orgs(self, text: str, places: list[_Span]) -> list[_Span]:
         """Organisations ending in a known suffix, started by a place or a run of name characters."""
         spans = []
-        suffix_re = re.compile("|".join(re.escape(s) for s in sorted(ORG_SUFFIXES, key=len, reverse=True)))
-        for m in suffix_re.finditer(text):
+        for m in _ORG_SUFFIX_RE.finditer(text):
             end = m.end()
             start = m.start()
             # extend left over name characters (no punctuation, no verbs we know start clauses)
@@ -455,10 +456,3 @@ def _headcount_value(surface: str) -> int | None:
         return None
     n = parse_number(m.group())
     return int(n) if n is not None else None
-
-
-def reference_date(petition: Petition | None) -> date | None:
-    if petition is None or petition.submitted_at is None:
-        return None
-    at: datetime = petition.submitted_at
-    return at.date()
