@@ -1,7 +1,7 @@
 """Inter-annotator agreement: an independent second labelling of a random sample vs the first labels.
 
 The sample (data/corpus/agreement/sample.jsonl) was drawn with a fixed seed from the written corpus
-and the real-message labels; the second labeller (labels_R2.jsonl) never saw the first labels.
+and the real-message labels; the second labellers (labels_R*.jsonl) never saw the first labels.
 Reported per part (written / real) and per field: raw agreement and Cohen's kappa; flags per flag
 (present/absent).
 """
@@ -30,15 +30,20 @@ def _first_labels(corpus_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return out
 
 
+def _second_labels(corpus_dir: Path) -> list[dict[str, Any]]:
+    """All second-labelling files (labels_R2.jsonl, labels_R3.jsonl …: independent labellers)."""
+    paths = sorted((corpus_dir / "agreement").glob("labels_R*.jsonl"))
+    if not paths:
+        raise FileNotFoundError(f"{corpus_dir / 'agreement'}: no labels_R*.jsonl — the second labelling has not been done")
+    return [r for p in paths for _, r in read_jsonl(p)]
+
+
 def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
     from sklearn.metrics import cohen_kappa_score
 
-    second_path = corpus_dir / "agreement" / "labels_R2.jsonl"
-    if not second_path.exists():
-        raise FileNotFoundError(f"{second_path} not found: the second labelling has not been done")
     first = _first_labels(corpus_dir)
     pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {"written": [], "real": []}
-    for _, r2 in read_jsonl(second_path):
+    for r2 in _second_labels(corpus_dir):
         key = (r2["source"], str(r2["key"]))
         if key in first:
             pairs["written" if r2["source"] == "written" else "real"].append((first[key], r2))
@@ -76,7 +81,7 @@ def disagreements(corpus_dir: Path = CORPUS_DIR, field: str = "track") -> list[d
     """The items where the two labellings differ on `field` (for discussing and sharpening the guide)."""
     first = _first_labels(corpus_dir)
     out = []
-    for _, r2 in read_jsonl(corpus_dir / "agreement" / "labels_R2.jsonl"):
+    for r2 in _second_labels(corpus_dir):
         r1 = first.get((r2["source"], str(r2["key"])))
         if r1 is not None and r1[field] != r2[field]:
             out.append({"source": r2["source"], "key": r2["key"], "first": r1[field], "second": r2[field],
