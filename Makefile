@@ -35,3 +35,25 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Reproduce the committed default model (models/default) from the data present now:
+# heads track/department/request_type on the corpus train splits (written + real), head `label`
+# (public 7-class topic) on 80% of teddy2020_messages_labeled (fixed seeded split; 20% kept for test).
+# Materialised public-data splits go to data/datasets/ (gitignored: the public texts are not republished).
+PUBLIC ?= ../shared/data/public
+.PHONY: train-default eval-default
+train-default: $(VENV)/.dev
+	$(BIN)/triage prepare-corpus --out data/datasets/real
+	$(BIN)/triage split --data $(PUBLIC)/teddy2020_messages_labeled.jsonl --out data/datasets/teddy --stratify label
+	$(BIN)/triage train --name default --out models/default \
+	  --data data/corpus/written/train.jsonl --data data/datasets/real/train.jsonl \
+	  --data data/datasets/teddy/train.jsonl --data data/datasets/teddy/dev.jsonl \
+	  --dev data/corpus/written/dev.jsonl --dev data/datasets/real/dev.jsonl \
+	  -f track -f department -f request_type -f label
+
+# Test-split figures of the default model (written and real corpus reported separately).
+eval-default: $(VENV)/.dev
+	mkdir -p var/eval
+	for split in written/test; do $(BIN)/triage evaluate --model models/default --data data/corpus/$$split.jsonl --json > var/eval/corpus-written-test.json; done
+	$(BIN)/triage evaluate --model models/default --data data/datasets/real/test.jsonl --json > var/eval/corpus-real-test.json
+	$(BIN)/triage evaluate --model models/default --data data/datasets/teddy/test.jsonl --json > var/eval/teddy-test.json

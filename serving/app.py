@@ -7,6 +7,7 @@ built once in the lifespan, never at import.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,11 +31,18 @@ def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | Non
     taxonomy = load_taxonomy(settings.data_dir)
     extractor = EntityExtractor(taxonomy.gazetteer, LacTagger() if settings.ner else None)
     model_dir: str | None = None
+    classifier = None
     if (settings.model_dir / "manifest.json").exists():
+        from serving.sessions import OnnxClassifier
+
+        # A manifest that does not match the taxonomy raises ArtifactMismatchError: fail fast at start-up.
+        # TRIAGE_ONNX_THREADS: intra-op threads per session (1 is fastest with one worker per core).
+        threads = int(os.environ.get("TRIAGE_ONNX_THREADS", "1"))
+        classifier = OnnxClassifier(settings.model_dir, taxonomy, intra_op_threads=threads)
         model_dir = str(settings.model_dir)
     else:
         logger.warning("no model at %s: the classify stage is not available", settings.model_dir)
-    return TriagePipeline(taxonomy, extractor=extractor), model_dir
+    return TriagePipeline(taxonomy, extractor=extractor, classifier=classifier), model_dir
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -1,0 +1,170 @@
+"""train → export (parity) → evaluate → promote on a tiny synthetic data set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from tests.model_fixtures import make_rows, tiny_dataset, train_tiny, write_jsonl
+from triage.manifest import load_manifest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    files = tiny_dataset(root / "data")
+    train_tiny(root / "data", root / "model")
+    return {**files, "model": root / "model", "root": root}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "triage_cli.main", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_train_writes_manifest_onnx_and_card(tiny: dict[str, Path]) -> None:
+    m = load_manifest(tiny["model"])
+    assert set(m.heads) == {"track", "department", "request_type"}
+    assert m.heads["track"].labels == sorted(["admin_duty", "litigation", "suggestion"])
+    assert m.taxonomy_version == "2"
+    assert m.segmenter.startswith("rjieba+")
+    assert {h.artifact for h in m.heads.values()} == {"model.onnx"}  # one graph, vectorisers shared
+    assert {h.output_name for h in m.heads.values()} == {f"probabilities_{f}" for f in m.heads}
+    for head in m.heads.values():
+        assert (tiny["model"] / head.artifact).exists()
+        assert head.parity_max_abs_diff is not None and head.parity_max_abs_diff < 1e-4
+    assert "MODEL_CARD.md" in m.artifacts
+    m.verify_artifacts(tiny["model"])
+    assert m.data_files[0].rows == 60 and len(m.data_files[0].sha256) == 64
+    assert m.metrics["track"]["dev"]["macro_f1"] >= 0.9
+
+
+def test_onnx_parity_with_sklearn_on_new_texts(tiny: dict[str, Path]) -> None:
+    """Retrain the same head in Python and compare with the exported graph on unseen texts."""
+    from training.baseline import LinearTextHead
+    from training.config import load_config
+    from training.datasets import labelled, load_jsonl, model_input
+    from training.export import check_parity, pipeline_to_onnx
+
+    cfg = load_config(tiny["config"])
+    rows, labels = labelled(load_jsonl(tiny["train"]).rows, "track")
+    head = LinearTextHead(cfg.members, cfg).fit([model_input(r["text"]) for r in rows], labels)
+    texts = [model_input(r["text"]) for r in make_rows(5, 99, "x")] + [model_input("一"), model_input("ABC 公司 😡")]
+    pipe = head.to_pipeline()
+    assert check_parity(pipe, pipeline_to_onnx(pipe), texts, 1e-4) < 1e-4
+    np.testing.assert_allclose(pipe.predict_proba(texts), head.predict_proba(texts), atol=1e-9)
+
+
+def test_evaluate_json_contract_and_recomputable(tiny: dict[str, Path], tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    r = run_cli("evaluate", "--data", str(tiny["test"]), "--model", str(tiny["model"]), "--json",
+                "--predictions", str(preds))
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)  # stdout is exactly one JSON object
+    assert report["n"] == 18 and report["model"] == str(tiny["model"])
+    assert set(report) >= {"track", "department", "request_type", "latency_ms"}
+    assert set(report["latency_ms"]) == {"p50", "p99"}
+    assert "top3" in report["department"] and "top3" not in report["track"]
+    assert report["track"]["per_class"]["litigation"]["support"] == 6
+    lines = [json.loads(x) for x in preds.read_text(encoding="utf-8").splitlines()]
+    gold = {row["id"]: row for row in map(json.loads, tiny["test"].read_text(encoding="utf-8").splitlines())}
+    assert len(lines) == 18
+    for fld in ("track", "department", "request_type"):
+        y = [gold[x["id"]][fld] for x in lines]
+        p = [x[fld]["label"] for x in lines]
+        assert all(x[fld]["label"] == max(x[fld]["scores"], key=x[fld]["scores"].get) for x in lines)
+        assert report[fld]["accuracy"] == pytest.approx(accuracy_score(y, p), abs=1e-4)
+        assert report[fld]["macro_f1"] == pytest.approx(
+            f1_score(y, p, labels=sorted(set(y) | set(p)), average="macro"), abs=1e-4)
+
+
+def test_evaluate_ignores_gold_fields_as_inputs(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from training.evaluate import evaluate
+
+    rows = [json.loads(x) for x in tiny["test"].read_text(encoding="utf-8").splitlines()]
+    wrong = [{**r, "track": "judicial", "department": "tax"} for r in rows]  # misleading gold values
+    bare = [{"id": r["id"], "text": r["text"]} for r in rows]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    evaluate(tiny["model"], write_jsonl(tmp_path / "w.jsonl", wrong), predictions=a)
+    evaluate(tiny["model"], write_jsonl(tmp_path / "bare.jsonl", bare), predictions=b)
+    strip = [{k: v for k, v in json.loads(x).items() if k != "latency_ms"} for x in a.read_text().splitlines()]
+    strip_b = [{k: v for k, v in json.loads(x).items() if k != "latency_ms"} for x in b.read_text().splitlines()]
+    assert strip == strip_b
+
+
+def test_evaluate_history_fails_clearly(tiny: dict[str, Path]) -> None:
+    r = run_cli("evaluate", "--data", str(tiny["test"]), "--model", str(tiny["model"]), "--json",
+                "--history", str(tiny["dev"]))
+    assert r.returncode == 1
+    assert "linking is not built yet" in r.stderr
+    assert r.stdout == ""
+
+
+def test_evaluate_writes_plots(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from training.evaluate import evaluate
+
+    report = evaluate(tiny["model"], tiny["test"], plots_dir=tmp_path / "plots")
+    for fld in ("track", "department"):
+        for path in report[fld]["plots"].values():
+            assert Path(path).stat().st_size > 1000
+
+
+def test_promote_gate(tiny: dict[str, Path], tmp_path: Path) -> None:
+    active = tmp_path / "models" / "default"
+    r = run_cli("promote", "--candidate", str(tiny["model"]), "--active", str(active), "--data", str(tiny["dev"]))
+    assert r.returncode == 0, r.stderr
+    assert load_manifest(active).version == load_manifest(tiny["model"]).version
+    # A worse candidate: trained on shuffled labels.
+    rows = make_rows(20, 1, "tr")
+    labels = [r["track"] for r in rows]
+    import random
+
+    random.Random(0).shuffle(labels)
+    bad_rows = [{**r, "track": t} for r, t in zip(rows, labels, strict=True)]
+    bad = tmp_path / "bad"
+    train_tiny(tmp_path / "d", bad, fields=("track", "department", "request_type"),
+               train_file=write_jsonl(tmp_path / "bad.jsonl", bad_rows))
+    r = run_cli("promote", "--candidate", str(bad), "--active", str(active), "--data", str(tiny["dev"]))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "not promoted" in r.stdout and "track.macro_f1" in r.stdout
+    assert load_manifest(active).version == load_manifest(tiny["model"]).version  # unchanged
+    log = [json.loads(x) for x in (active.parent / "PROMOTIONS.jsonl").read_text().splitlines()]
+    assert [x["promoted"] for x in log] == [True, False]
+
+
+def test_train_cli_rejects_unknown_label(tmp_path: Path) -> None:
+    rows = make_rows(3, 1, "u")
+    rows[0]["track"] = "no_such_track"
+    r = run_cli("train", "--data", str(write_jsonl(tmp_path / "u.jsonl", rows)), "-f", "track",
+                "--out", str(tmp_path / "m"))
+    assert r.returncode == 1
+    assert "no_such_track" in r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_binary_head_and_nbsvm_members_export_exactly(tmp_path: Path) -> None:
+    """Two-class heads and NB-scaled members go through the same export path with parity < 1e-4."""
+    rows = [r for r in make_rows(15, 5, "b") if r["track"] != "suggestion"]
+    files = tiny_dataset(tmp_path / "d")
+    m = train_tiny(tmp_path / "d", tmp_path / "m", fields=("track",),
+                   train_file=write_jsonl(tmp_path / "b.jsonl", rows),
+                   overrides=['members.0.classifier="nbsvm"', 'members.1.classifier="nbsvm"'])
+    assert m.heads["track"].labels == ["admin_duty", "litigation"]
+    assert m.heads["track"].parity_max_abs_diff < 1e-4
+    from serving.sessions import OnnxClassifier
+    from triage.taxonomy import load_taxonomy
+
+    clf = OnnxClassifier(tmp_path / "m", load_taxonomy())
+    p = clf.predict_proba(["楼下烧烤店油烟扰民，请城管查处。", "朋友借钱不还，想起诉"])["track"]
+    assert p.shape == (2, 2)
+    assert list(p.argmax(axis=1)) == [0, 1]
+    assert files["dev"].exists()

@@ -1,0 +1,97 @@
+"""TrainConfig: every hyperparameter of `triage train`, loaded from training/configs/*.toml.
+
+A head is a weighted sum of linear "members", each a TF-IDF vectoriser (word n-grams over the
+segmented text, or character n-grams) with its own linear classifier. The sum of linear models
+over a feature union is itself one linear model, so the ensemble exports as a single
+FeatureUnion → LogisticRegression graph; calibration (temperature and class biases) folds into
+the same coefficients.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+BASE_CONFIG = CONFIG_DIR / "base.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberConfig(_Strict):
+    name: str = Field(description="Member name (used in logs and the feature union)")
+    analyzer: Literal["word", "char"] = Field(description="word: n-grams of segment() words; char: character n-grams")
+    ngram_min: int = Field(1, ge=1, description="Smallest n-gram")
+    ngram_max: int = Field(2, ge=1, le=5, description="Largest n-gram")
+    min_df: int = Field(2, ge=1, description="Drop n-grams seen in fewer documents")
+    max_features: int | None = Field(None, ge=100, description="Keep the most frequent n-grams (artifact size)")
+    binary: bool = Field(True, description="Binary term frequency (sublinear tf does not convert to ONNX)")
+    classifier: Literal["svc", "nbsvm", "lr", "sgd"] = Field(
+        "svc", description="LinearSVC, NB-scaled one-vs-rest LinearSVC (NBSVM), LogisticRegression or SGD (modified huber)")
+    nb_alpha: float = Field(1.0, gt=0, description="Smoothing of the naive-Bayes ratios (nbsvm)")
+    C: float = Field(1.0, gt=0, description="Inverse regularisation for svc/lr")
+    alpha: float = Field(3e-5, gt=0, description="Regularisation for sgd")
+    weight: float = Field(1.0, gt=0, description="Weight of this member's scores in the head's sum")
+
+
+class CalibrationConfig(_Strict):
+    method: Literal["temperature", "temperature_bias", "none"] = Field(
+        "temperature_bias", description="Fit on out-of-fold training scores; folded into the exported coefficients"
+    )
+    folds: int = Field(5, ge=2, le=20, description="Folds for the out-of-fold scores")
+    bias_l2: float = Field(0.01, ge=0, description="L2 penalty on the class biases")
+    ece_bins: int = Field(15, ge=2, description="Equal-width confidence bins for the expected calibration error")
+
+
+class HeadOverride(_Strict):
+    members: list[MemberConfig] | None = Field(None, description="Members for this head only")
+
+
+class TrainConfig(_Strict):
+    seed: int = Field(20260301, description="Seed of every random choice (folds, SGD)")
+    class_weight: Literal["balanced", "none"] = Field("balanced", description="Class weighting of the classifiers")
+    members: list[MemberConfig] = Field(min_length=1, description="Default members of every head")
+    heads: dict[str, HeadOverride] = Field(default_factory=dict, description="Per-field overrides")
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    parity_tolerance: float = Field(1e-4, gt=0, description="Largest allowed |p_onnx - p_sklearn|")
+    parity_rows: int = Field(500, ge=1, description="Rows of the dev (or train) data used for the parity check")
+
+    def members_for(self, field: str) -> list[MemberConfig]:
+        override = self.heads.get(field)
+        return override.members if override and override.members else self.members
+
+
+def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    try:
+        value: Any = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string
+    last = keys[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_config(path: Path = BASE_CONFIG, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config and apply `key.path=value` overrides (`members.0.C=0.5`).
+
+    Raises:
+        ValueError: an override is not of the form key=value, or the result is not a valid config.
+    """
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        _set_path(data, key.strip(), raw.strip())
+    return TrainConfig.model_validate(data)

@@ -1,0 +1,114 @@
+"""Load petition JSONL files for training and evaluation, and make fixed splits.
+
+Files are read with `datasets` (JSON builder; mixed-type extra columns are tolerated); only the
+`id`, `text` and the requested gold fields are kept. Gold fields are never model inputs: the
+features are computed from `text` alone (`model_input`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from triage.manifest import sha256_file
+from triage.text import normalize, segmented_text
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+ID_FIELDS = ("id", "rid")  # the public topic data carries a stable `rid` when `id` is null
+
+
+@dataclass
+class LoadedFile:
+    path: Path
+    sha256: str
+    rows: list[dict[str, Any]]
+
+
+def display_path(path: Path) -> str:
+    """Path relative to the repository when inside it (stable across checkouts), else absolute."""
+    p = path.resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+def load_jsonl(path: Path) -> LoadedFile:
+    """Read one JSONL file through `datasets`; each row as a dict with a non-empty `id` and `text`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a row has no text.
+    """
+    import datasets
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    ds = datasets.load_dataset("json", data_files=str(path), split="train")
+    rows: list[dict[str, Any]] = []
+    for i, row in enumerate(ds):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{path}: row {i + 1} has no text")
+        rid = next((row[f] for f in ID_FIELDS if row.get(f)), None)
+        row["id"] = str(rid) if rid is not None else f"{path.stem}:{i + 1}"
+        rows.append(row)
+    logger.info("loaded %s: %d rows", display_path(path), len(rows))
+    return LoadedFile(path=path, sha256=sha256_file(path), rows=rows)
+
+
+def model_input(text: str) -> str:
+    """The string every head sees: normalised, segmented with the shared segment(), space-joined."""
+    return segmented_text(normalize(text))
+
+
+def labelled(rows: list[dict[str, Any]], field: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows whose `field` holds a string label, and those labels."""
+    keep = [r for r in rows if isinstance(r.get(field), str) and r[field]]
+    return keep, [r[field] for r in keep]
+
+
+def split_rows(rows: list[dict[str, Any]], fractions: dict[str, float], seed: int,
+               stratify: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Seeded split; identical normalised texts stay together; stratified by `stratify` when given."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        key = hashlib.sha256(normalize(r["text"]).encode()).hexdigest()
+        groups[key].append(r)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, members in groups.items():
+        strata[str(members[0].get(stratify)) if stratify else ""].append(key)
+    names = list(fractions)
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    rng = random.Random(seed)
+    for stratum in sorted(strata):
+        keys = sorted(strata[stratum])
+        rng.shuffle(keys)
+        n = len(keys)
+        bounds, acc = [], 0.0
+        for name in names:
+            acc += fractions[name]
+            bounds.append(round(acc * n))
+        start = 0
+        for name, end in zip(names, bounds, strict=True):
+            for key in keys[start:end]:
+                out[name].extend(groups[key])
+            start = end
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")

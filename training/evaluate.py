@@ -1,0 +1,190 @@
+"""`triage evaluate`: metrics of a model directory on a labelled JSONL file (DESIGN.md contract).
+
+The evaluated path is the served one (serving.sessions.OnnxClassifier: normalize → segment →
+ONNX), one record at a time, so `latency_ms` is what a single petition costs. Gold fields are
+removed from each record before it is predicted; only `text` reaches the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.datasets import load_jsonl
+from training.metrics import head_metrics
+from triage.taxonomy import load_taxonomy
+
+logger = logging.getLogger(__name__)
+
+GOLD_FIELDS = ("track", "department", "request_type", "flags", "district", "duplicate_of", "label")
+
+
+class LinkingNotAvailableError(RuntimeError):
+    """`--history` needs the duplicate linker, which is not built yet."""
+
+
+def _strip_gold(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in fields and k not in GOLD_FIELDS}
+
+
+def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, history: Path | None = None,
+             plots_dir: Path | None = None, threads: int = 1) -> dict[str, Any]:
+    """Predict every record of `data` with the model and score each gold field it has a head for.
+
+    Returns the report of the DESIGN.md contract: n, model, one object per evaluated field
+    (macro_f1, accuracy, per_class, top3 for department, ece), latency_ms p50/p99.
+
+    Raises:
+        LinkingNotAvailableError: `history` was given (duplicate linking is another issue).
+    """
+    if history is not None:
+        raise LinkingNotAvailableError(
+            "--history: duplicate linking is not built yet (the linker is another issue); "
+            "evaluate without --history to score the classification heads."
+        )
+    from serving.sessions import OnnxClassifier
+
+    clf = OnnxClassifier(model_dir, load_taxonomy(), intra_op_threads=threads)
+    rows = load_jsonl(data).rows
+    heads = clf.manifest.heads
+    fields = tuple(f for f in heads if any(isinstance(r.get(f), str) and r.get(f) for r in rows))
+    logger.info("evaluating %s on %d records; fields %s", clf.version, len(rows), ",".join(fields) or "none")
+    probs: dict[str, list[np.ndarray]] = {f: [] for f in heads}
+    latencies: list[float] = []
+    pred_lines: list[dict[str, Any]] = []
+    for row in rows:
+        inp = _strip_gold(row, fields)
+        t0 = time.perf_counter()
+        p = clf.predict_proba([inp["text"]])
+        ms = (time.perf_counter() - t0) * 1000
+        latencies.append(ms)
+        line: dict[str, Any] = {"id": row["id"]}
+        for f, head in heads.items():
+            probs[f].append(p[f][0])
+            scores = {lab: round(float(s), 6) for lab, s in zip(head.labels, p[f][0], strict=True)}
+            line[f] = {"label": head.labels[int(np.argmax(p[f][0]))], "scores": scores}
+        line["latency_ms"] = round(ms, 3)
+        pred_lines.append(line)
+    _warn_on_overlap(clf.manifest, rows, fields)
+    report: dict[str, Any] = {"n": len(rows), "model": str(model_dir)}
+    for f in fields:
+        idx = [i for i, r in enumerate(rows) if isinstance(r.get(f), str) and r.get(f)]
+        gold = [rows[i][f] for i in idx]
+        proba = np.vstack([probs[f][i] for i in idx])
+        report[f] = head_metrics(f, gold, proba, heads[f].labels)
+        if plots_dir is not None:
+            report[f]["plots"] = write_plots(plots_dir, f, gold, proba, heads[f].labels)
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    report["latency_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "p99": round(float(np.percentile(lat, 99)), 3)}
+    if any(r.get("duplicate_of") is not None or "duplicate_of" in r for r in rows):
+        logger.info("data has duplicate_of: duplicate metrics need --history and the linker (not built yet)")
+    if predictions is not None:
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        with predictions.open("w", encoding="utf-8") as fh:
+            for line in pred_lines:
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return report
+
+
+def _warn_on_overlap(manifest: Any, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
+    """Log a warning when evaluated texts were training texts of the same head (when the files are at hand)."""
+    from training.datasets import ROOT
+    from triage.manifest import sha256_file
+    from triage.text import normalize
+
+    train: dict[str, set[str]] = {f: set() for f in fields}
+    for df in manifest.data_files:
+        path = ROOT / df.path if not Path(df.path).is_absolute() else Path(df.path)
+        if not path.exists() or sha256_file(path) != df.sha256:
+            logger.info("training file %s not at hand (or changed): overlap check skipped for it", df.path)
+            continue
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    r = json.loads(line)
+                    for f in fields:
+                        if isinstance(r.get(f), str) and r.get(f):
+                            train[f].add(normalize(r["text"]))
+    for f in fields:
+        seen = sum(1 for r in rows if isinstance(r.get(f), str) and r.get(f) and normalize(r["text"]) in train[f])
+        if seen:
+            logger.warning("%s: %d evaluated records have texts the %s head was trained on: not a held-out figure",
+                           f, seen, f)
+
+
+def write_plots(out_dir: Path, field: str, gold: list[str], proba: np.ndarray, labels: list[str],
+                bins: int = 10) -> dict[str, str]:
+    """Confusion-matrix and reliability-diagram PNGs for one field; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _cjk_font()
+    pred = [labels[i] for i in proba.argmax(axis=1)]
+    present = [lab for lab in labels if lab in set(gold) | set(pred)]
+    present += sorted(set(gold) - set(labels))
+    cm = confusion_matrix(gold, pred, labels=present)
+    size = max(5.0, 0.45 * len(present) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(present)), present, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(present)), present, fontsize=8)
+    for i in range(len(present)):
+        for j in range(len(present)):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(f"{field}: confusion matrix (n={len(gold)})")
+    fig.tight_layout()
+    cm_path = out_dir / f"{field}_confusion.png"
+    fig.savefig(cm_path, dpi=110)
+    plt.close(fig)
+
+    conf = proba.max(axis=1)
+    correct = np.array([p == g for p, g in zip(pred, gold, strict=True)])
+    edges = np.linspace(0, 1, bins + 1)
+    mids, accs, counts = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            mids.append(conf[m].mean())
+            accs.append(correct[m].mean())
+            counts.append(int(m.sum()))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.plot(mids, accs, "o-", label="model")
+    for x, y, c in zip(mids, accs, counts, strict=True):
+        ax.annotate(str(c), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("confidence (top label probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{field}: reliability diagram (n={len(gold)})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    rel_path = out_dir / f"{field}_reliability.png"
+    fig.savefig(rel_path, dpi=110)
+    plt.close(fig)
+    return {"confusion": str(cm_path), "reliability": str(rel_path)}
+
+
+def _cjk_font() -> None:
+    """Use an installed CJK font when there is one, so Chinese labels are not drawn as boxes."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    for name in ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "AR PL UMing CN"):
+        if any(f.name == name for f in font_manager.fontManager.ttflist):
+            matplotlib.rcParams["font.sans-serif"] = [name, "DejaVu Sans"]
+            matplotlib.rcParams["axes.unicode_minus"] = False
+            return

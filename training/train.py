@@ -1,0 +1,224 @@
+"""`triage train`: fit one calibrated linear head per label field, export ONNX, write the manifest.
+
+    train(TrainRequest(...)) -> ModelManifest
+
+Heads are trained on the rows of the --data files that carry the field (a file without the
+field contributes nothing to that head). --dev files are used only for reporting (dev metrics,
+calibration error) and for the ONNX parity check; nothing is fitted on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import softmax
+
+from training.baseline import LinearTextHead, expected_calibration_error
+from training.config import BASE_CONFIG, TrainConfig, load_config
+from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, model_input
+from training.export import check_parity_multi, heads_to_onnx
+from training.metrics import head_metrics
+from triage.manifest import MODEL_CARD_FILE, DataFile, HeadSpec, ModelManifest, sha256_file
+from triage.taxonomy import load_taxonomy
+from triage.text import segmenter_id
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"  # one graph: shared vectorisers, one "probabilities_<field>" output per head
+
+
+@dataclass
+class TrainRequest:
+    data: list[Path]
+    fields: list[str]
+    out_dir: Path
+    dev: list[Path] = field(default_factory=list)
+    config_path: Path = BASE_CONFIG
+    overrides: list[str] = field(default_factory=list)
+    name: str | None = None
+
+
+def git_commit() -> str | None:
+    """`git describe --always --dirty` of the repository (read-only), or None outside git."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _inputs(rows: list[dict[str, Any]]) -> list[str]:
+    return [model_input(r["text"]) for r in rows]
+
+
+def _dev_report(head: LinearTextHead, fld: str, texts: list[str], gold: list[str], bins: int) -> dict[str, Any]:
+    logits = head.decision_function(texts)
+    proba = softmax(logits, axis=1)
+    labels = [str(c) for c in head.classes_]
+    rep = head_metrics(fld, gold, proba, labels, bins)
+    raw = softmax((logits - head.bias_) * head.temperature_, axis=1)
+    index = {label: i for i, label in enumerate(labels)}
+    y_idx = np.array([index.get(g, -1) for g in gold])
+    known = y_idx >= 0
+    rep["ece_uncalibrated"] = round(expected_calibration_error(raw[known], y_idx[known], bins), 4) if known.any() else None
+    return rep
+
+
+def write_model_card(out_dir: Path, manifest_fields: dict[str, Any]) -> Path:
+    """A short human-readable card: what the model is for, its data, heads and dev metrics."""
+    m = manifest_fields
+    lines = [
+        f"# Model card: {m['name']} ({m['version']})",
+        "",
+        f"Created {m['created_at']} from commit `{m['git_commit']}`; taxonomy_version {m['taxonomy_version']}; "
+        f"segmentation `{m['segmenter']}`.",
+        "",
+        "**What it does.** Suggests labels for a petition text (one calibrated probability per label and head). "
+        "Suggestions only: the rule engine decides and an officer reviews. Input is the normalised text; "
+        "title, petitioner fields and gold labels are never used.",
+        "",
+        "**Model.** Per head, TF-IDF members (word n-grams over `segment()` words, character n-grams) with linear "
+        "classifiers and balanced class weights, summed into one linear model; temperature (+ class bias) "
+        "calibration fitted on out-of-fold training scores; exported as one ONNX graph (`model.onnx`: shared "
+        "vectorisers, one linear layer + softmax output per head).",
+        "",
+        "| head | labels | train rows | dev n | dev macro-F1 | dev accuracy | dev top-3 | dev ECE (uncal. → cal.) | parity |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for fld, head in m["heads"].items():
+        d = m["metrics"].get(fld, {}).get("dev") or {}
+        ece = f"{d.get('ece_uncalibrated')} → {d.get('ece')}" if d else "–"
+        lines.append(
+            f"| {fld} | {len(head['labels'])} | {head['train_rows']} | {d.get('n', '–')} | {d.get('macro_f1', '–')} | "
+            f"{d.get('accuracy', '–')} | {d.get('top3', '–')} | {ece} | {head['parity_max_abs_diff']:.1e} |"
+        )
+    lines += ["", "**Training data** (sha256 in manifest.json):", ""]
+    lines += [f"- `{f['path']}`: {f['rows']} rows" for f in m["data_files"]]
+    lines += [
+        "",
+        "**Limits.** Trained on a small hand-written + hand-labelled corpus and on public messages from another "
+        "province; rare labels have few examples and low recall; test-split figures are in the README / "
+        "`triage evaluate` reports, not here (dev only). Texts from a new channel or region should be "
+        "re-evaluated before relying on the scores. No personal data is stored in the model beyond n-gram "
+        "vocabularies built from the training texts (fake identifiers in the written corpus).",
+        "",
+    ]
+    path = out_dir / MODEL_CARD_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest:
+    """Train every requested head, export one ONNX graph with a per-head parity check, write manifest and card.
+
+    The directory is written into a temporary sibling and renamed into place at the end, so an
+    interrupted run never leaves a half-written model directory.
+
+    Raises:
+        ValueError: a field has no labelled rows, or fewer than two classes.
+        ArtifactMismatchError: the ONNX graph does not reproduce the scikit-learn probabilities.
+    """
+    t0 = time.perf_counter()
+    config = config or load_config(req.config_path, req.overrides)
+    taxonomy = load_taxonomy()
+    files: list[LoadedFile] = [load_jsonl(p) for p in req.data]
+    dev_files: list[LoadedFile] = [load_jsonl(p) for p in req.dev]
+    train_rows = [r for f in files for r in f.rows]
+    dev_rows = [r for f in dev_files for r in f.rows]
+    out_dir = req.out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    heads: dict[str, HeadSpec] = {}
+    metrics: dict[str, Any] = {}
+    fitted: dict[str, LinearTextHead] = {}
+    parity_texts: dict[str, list[str]] = {}
+    try:
+        for fld in req.fields:
+            rows, labels = labelled(train_rows, fld)
+            if not rows:
+                raise ValueError(f"no row of the --data files has a {fld!r} label")
+            kind = taxonomy.field_kinds.get(fld)
+            if kind:
+                unknown = sorted(set(labels) - set(taxonomy.codes(kind)))
+                if unknown:
+                    raise ValueError(f"{fld}: labels not in taxonomy {taxonomy.version}: {', '.join(unknown)}")
+            logger.info("head %s: %d training rows, %d classes", fld, len(rows), len(set(labels)))
+            texts = _inputs(rows)
+            head = LinearTextHead(config.members_for(fld), config).fit(texts, labels)
+            drows, dgold = labelled(dev_rows, fld)
+            dtexts = _inputs(drows)
+            report: dict[str, Any] = {"train_rows": len(rows), "features": head.n_features_}
+            if drows:
+                report["dev"] = _dev_report(head, fld, dtexts, dgold, config.calibration.ece_bins)
+                logger.info("head %s dev: macro_f1=%.4f accuracy=%.4f ece %.4f -> %.4f", fld,
+                            report["dev"]["macro_f1"], report["dev"]["accuracy"],
+                            report["dev"]["ece_uncalibrated"] or 0.0, report["dev"]["ece"] or 0.0)
+            fitted[fld] = head
+            parity_texts[fld] = (dtexts or texts)[: config.parity_rows]
+            metrics[fld] = report
+        model, outputs = heads_to_onnx(fitted)
+        (tmp / MODEL_FILE).write_bytes(model)
+        pipelines = {fld: head.to_pipeline() for fld, head in fitted.items()}
+        diffs = check_parity_multi(pipelines, model, outputs, parity_texts, config.parity_tolerance)
+        for fld, head in fitted.items():
+            has_dev = bool(metrics[fld].get("dev"))
+            metrics[fld]["parity"] = {"rows": len(parity_texts[fld]), "split": "dev" if has_dev else "train",
+                                      "max_abs_diff": diffs[fld]}
+            heads[fld] = HeadSpec(
+                field=fld, labels=[str(c) for c in head.classes_], artifact=MODEL_FILE, output_name=outputs[fld],
+                train_rows=metrics[fld]["train_rows"],
+                calibration={"method": config.calibration.method, "temperature": round(head.temperature_, 6),
+                             "bias": [round(float(b), 6) for b in head.bias_], "fitted_on": "out-of-fold train scores",
+                             "ece_dev_uncalibrated": metrics[fld].get("dev", {}).get("ece_uncalibrated"),
+                             "ece_dev": metrics[fld].get("dev", {}).get("ece")},
+                parity_max_abs_diff=diffs[fld],
+            )
+        metrics["artifact_bytes"] = len(model)
+        created = datetime.now(UTC).replace(microsecond=0)
+        onnx_hashes = {MODEL_FILE: sha256_file(tmp / MODEL_FILE)}
+        version = created.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha256(
+            "".join(sorted(onnx_hashes.values())).encode()).hexdigest()[:8]
+        fields_common: dict[str, Any] = {
+            "name": req.name or out_dir.name, "version": version, "created_at": created.isoformat(),
+            "taxonomy_version": taxonomy.version, "segmenter": segmenter_id(),
+            "heads": {k: v.model_dump() for k, v in heads.items()},
+            "data_files": [DataFile(path=display_path(f.path), sha256=f.sha256, rows=len(f.rows)).model_dump()
+                           for f in files],
+            "metrics": metrics, "git_commit": git_commit(),
+        }
+        card = write_model_card(tmp, fields_common)
+        artifacts = dict(onnx_hashes)
+        artifacts[card.name] = sha256_file(card)
+        manifest = ModelManifest.model_validate({
+            **fields_common,
+            "artifacts": artifacts,
+            "train_config": {
+                **config.model_dump(mode="json"),
+                "fields": req.fields,
+                "dev_files": [DataFile(path=display_path(f.path), sha256=f.sha256, rows=len(f.rows)).model_dump()
+                              for f in dev_files],
+                "config_file": display_path(req.config_path),
+                "overrides": req.overrides,
+            },
+        })
+        manifest.write(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("model %s %s written to %s in %.1fs", manifest.name, manifest.version, out_dir, time.perf_counter() - t0)
+    return manifest
