@@ -54,6 +54,6 @@ train-default: $(VENV)/.dev
 # Test-split figures of the default model (written and real corpus reported separately).
 eval-default: $(VENV)/.dev
 	mkdir -p var/eval
-	for split in written/test; do $(BIN)/triage evaluate --model models/default --data data/corpus/$$split.jsonl --json > var/eval/corpus-written-test.json; done
+	$(BIN)/triage evaluate --model models/default --data data/corpus/written/test.jsonl --json > var/eval/corpus-written-test.json
 	$(BIN)/triage evaluate --model models/default --data data/datasets/real/test.jsonl --json > var/eval/corpus-real-test.json
 	$(BIN)/triage evaluate --model models/default --data data/datasets/teddy/test.jsonl --json > var/eval/teddy-test.json
