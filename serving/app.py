@@ -7,7 +7,6 @@ built once in the lifespan, never at import.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,9 +15,9 @@ from fastapi import FastAPI
 from serving.errors import install_error_handlers
 from serving.limits import BodySizeLimit
 from serving.logs import configure_logging
+from serving.ner import LacTagger
 from serving.routes import health, petitions
 from serving.settings import ServiceSettings
-from serving.ner import LacTagger
 from triage.entities import EntityExtractor
 from triage.pipeline import TriagePipeline
 from triage.taxonomy import load_taxonomy
@@ -36,9 +35,7 @@ def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | Non
         from serving.sessions import OnnxClassifier
 
         # A manifest that does not match the taxonomy raises ArtifactMismatchError: fail fast at start-up.
-        # TRIAGE_ONNX_THREADS: intra-op threads per session (1 is fastest with one worker per core).
-        threads = int(os.environ.get("TRIAGE_ONNX_THREADS", "1"))
-        classifier = OnnxClassifier(settings.model_dir, taxonomy, intra_op_threads=threads)
+        classifier = OnnxClassifier(settings.model_dir, taxonomy, intra_op_threads=settings.onnx_threads)
         model_dir = str(settings.model_dir)
     else:
         logger.warning("no model at %s: the classify stage is not available", settings.model_dir)

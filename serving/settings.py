@@ -19,6 +19,9 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(ROOT / "data", description="Taxonomy, responsibility list, gazetteer, rules")
     model_dir: Path = Field(ROOT / "models" / "default", description="Active model (manifest.json inside)")
     database_url: str = Field(f"sqlite:///{ROOT / 'var' / 'triage.db'}", description="SQLAlchemy URL")
+    onnx_threads: int = Field(
+        1, ge=1, le=16, description="intra-op threads per onnxruntime session (1 is fastest with one worker per core)"
+    )
     ner: bool = Field(True, description="Use the LAC NER model in entity extraction (patterns + gazetteer always run)")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = Field(True, description="One JSON object per log line")
