@@ -12,14 +12,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from serving.auth import store_key_verifier
 from serving.errors import install_error_handlers
 from serving.limits import BodySizeLimit
 from serving.logs import configure_logging
+from serving.metrics import MetricsMiddleware, render_metrics
 from serving.ner import LacTagger
-from serving.routes import health, petitions
+from serving.ratelimit import RateLimiter
+from serving.routes import audit, cases, health, models, petitions, review
 from serving.settings import ServiceSettings
 from triage.entities import EntityExtractor
+from triage.errors import TriageError
 from triage.pipeline import TriagePipeline
+from triage.store import CaseStore
 from triage.taxonomy import load_taxonomy
 
 logger = logging.getLogger(__name__)
@@ -28,7 +33,8 @@ logger = logging.getLogger(__name__)
 def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | None]:
     """Load the domain data and whatever stages are available; report the model directory used."""
     taxonomy = load_taxonomy(settings.data_dir)
-    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger() if settings.ner else None)
+    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger() if settings.ner else None,
+                                departments=taxonomy.responsibilities.values())
     model_dir: str | None = None
     classifier = None
     if (settings.model_dir / "manifest.json").exists():
@@ -42,17 +48,74 @@ def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | Non
     return TriagePipeline(taxonomy, extractor=extractor, classifier=classifier), model_dir
 
 
+def build_store(settings: ServiceSettings) -> CaseStore:
+    """The case store at TRIAGE_DATABASE_URL (schema upgraded on first use for SQLite by default)."""
+    from triage.store import load_pii_secret, make_engine
+    from triage.store.migrate import auto_upgrade_allowed
+
+    engine = make_engine(settings.database_url)
+    secret = load_pii_secret(settings.pii_key.get_secret_value() if settings.pii_key else None, settings.pii_key_file)
+    return CaseStore(engine, pii_secret=secret, auto_upgrade=auto_upgrade_allowed(engine, settings.db_auto_upgrade))
+
+
+def attach_store_stages(pipeline: TriagePipeline, store: CaseStore) -> None:
+    """Link stage over the case store (SqlCaseIndex) and the rule decider, when build_pipeline left them out."""
+    if pipeline.linker is None:
+        try:
+            from triage.linking.linker import load_linker
+            from triage.store.index import SqlCaseIndex
+
+            pipeline.linker = load_linker(SqlCaseIndex(store), secret=store.pii_secret)
+        except (ImportError, TriageError) as exc:
+            logger.warning("link stage not available: %s", type(exc).__name__)
+    if pipeline.decider is None:
+        try:
+            from triage.rules import load_decider
+
+            pipeline.decider = load_decider(pipeline.taxonomy)
+        except (ImportError, TriageError) as exc:
+            logger.warning("decide stage not available: %s", type(exc).__name__)
+
+
+def register_loaded_model(store: CaseStore, model_dir: str | None) -> str | None:
+    """Register the served model version in the store (idempotent by name); return its name."""
+    if model_dir is None:
+        return None
+    import hashlib
+    import json
+    from pathlib import Path
+
+    manifest_path = Path(model_dir) / "manifest.json"
+    raw = manifest_path.read_bytes()
+    manifest = json.loads(raw)
+    summary = {k: manifest.get(k) for k in ("name", "version", "created_at", "taxonomy_version", "segmenter", "git_commit")}
+    summary["heads"] = sorted(manifest.get("heads", {}))
+    name = str(manifest.get("version") or manifest.get("name"))
+    try:
+        store.register_model_version(name, str(model_dir), hashlib.sha256(raw).hexdigest(), summary)
+    except TriageError as exc:  # a database behind its migrations: the routes answer 503 until it is upgraded
+        logger.warning("model version not registered: %s", exc.code)
+    return name
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
     configure_logging(settings.log_level, settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = build_store(settings)
+        app.state.store = store
+        app.state.key_verifier = store_key_verifier(store)
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.workers)
         pipeline, model_dir = build_pipeline(settings)
+        attach_store_stages(pipeline, store)
         app.state.pipeline = pipeline
         app.state.model_dir = model_dir
+        app.state.model_version = register_loaded_model(store, model_dir)
         logger.info("service ready=%s stages=%s", pipeline.ready, pipeline.readiness())
         yield
+        store.engine.dispose()
 
     app = FastAPI(
         title="信访智能分办 Petition triage",
@@ -61,7 +124,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.add_api_route("/metrics", render_metrics, methods=["GET"], tags=["health"], include_in_schema=False)
     app.include_router(petitions.router)
+    app.include_router(cases.router)
+    app.include_router(review.router)
+    app.include_router(models.router)
+    app.include_router(audit.router)
     return app

@@ -19,11 +19,32 @@ def serve(
     from serving.settings import ServiceSettings
 
     settings = ServiceSettings()
+    n_workers = workers or settings.workers
+    if n_workers > 1:
+        prepare_metrics_dir()  # every worker writes its metrics there; /metrics aggregates them
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers or settings.workers,
+        workers=n_workers,
         log_config=None,
     )
+
+
+def prepare_metrics_dir() -> str:
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty directory before the workers start (they inherit it).
+
+    An existing setting is kept, created when missing and emptied of ``*.db`` files from an earlier
+    run (they would be added to this run's counters). Runs before prometheus_client is imported.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="triage-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+    return path

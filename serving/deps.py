@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from triage.pipeline import TriagePipeline
+from triage.store import CaseStore
 
 
 def get_pipeline(request: Request) -> TriagePipeline:
@@ -15,3 +16,11 @@ def get_pipeline(request: Request) -> TriagePipeline:
 
 
 PipelineDep = Annotated[TriagePipeline, Depends(get_pipeline)]
+
+
+def get_store(request: Request) -> CaseStore:
+    store: CaseStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[CaseStore, Depends(get_store)]

@@ -1,8 +1,10 @@
 """OnnxClassifier: the classify stage served from a model directory (manifest + one graph per head).
 
-Follows the transformers pipeline split: `preprocess` (normalise, segment → string feeds),
-`_run` (session.run only: the hot path), `postprocess` (probabilities → ranked Suggestions with
-labels from the manifest). Implements `triage.pipeline.Classifier`.
+Follows the transformers pipeline split: `preprocess` (normalise, then segment → string feeds for
+linear TF-IDF models, or WordPiece → input_ids/attention_mask for transformer models, chosen by
+the manifest's `input.kind`), `_run` (session.run only: the hot path), `postprocess`
+(probabilities → ranked Suggestions with labels from the manifest). Implements
+`triage.pipeline.Classifier`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from triage.text import normalize, segmented_text, segmenter_id
 
 logger = logging.getLogger(__name__)
 
-Feeds = npt.NDArray[np.object_]
+Feeds = npt.NDArray[np.object_] | list[str]
 
 
 class OnnxClassifier:
@@ -46,7 +48,12 @@ class OnnxClassifier:
         self.manifest.check_taxonomy(taxonomy)
         if verify_hashes:
             self.manifest.verify_artifacts(model_dir)
-        self._check_segmenter()
+        self.input_kind = self.manifest.input.kind
+        self._tokenizer = None
+        if self.input_kind == "token_ids":
+            self._tokenizer = self._load_tokenizer()
+        else:
+            self._check_segmenter()
         self.taxonomy = taxonomy
         self.version = f"{self.manifest.name}@{self.manifest.version}"
         self.fields: tuple[str, ...] = self.manifest.fields
@@ -73,11 +80,27 @@ class OnnxClassifier:
                     f"{head.artifact}: output {head.output_name!r} has shape {shape}, manifest lists "
                     f"{len(head.labels)} labels for head {fld!r}. Re-export the model."
                 )
-            if [i.name for i in session.get_inputs()] != [head.input_name]:
-                raise ArtifactMismatchError(f"{head.artifact}: graph input is not {head.input_name!r}. Re-export the model.")
+            expected = [head.input_name] if self.input_kind == "segmented_text" else ["input_ids", "attention_mask"]
+            if [i.name for i in session.get_inputs()] != expected:
+                raise ArtifactMismatchError(
+                    f"{head.artifact}: graph inputs are not {expected} ({self.input_kind}). Re-export the model.")
             self._outputs.setdefault(head.artifact, []).append((fld, head.output_name))
         logger.info("classifier %s loaded from %s: heads=%s threads=%d", self.version, model_dir,
                     ",".join(self.fields), intra_op_threads)
+
+    def _load_tokenizer(self):  # type: ignore[no-untyped-def]
+        from serving.wordpiece import WordPieceTokenizer
+
+        spec = self.manifest.input
+        if not spec.vocab or spec.vocab not in self.manifest.artifacts or not (self.model_dir / spec.vocab).exists():
+            raise ArtifactMismatchError(
+                f"Model {self.manifest.name} takes token ids but its vocabulary {spec.vocab!r} is not a listed artifact "
+                "of the directory. Re-export the model.")
+        try:
+            return WordPieceTokenizer.from_file(self.model_dir / spec.vocab, lowercase=spec.lowercase,
+                                                max_length=spec.max_length or 512)
+        except ValueError as exc:
+            raise ArtifactMismatchError(f"{self.model_dir / spec.vocab}: {exc}. Re-export the model.") from exc
 
     def _check_segmenter(self) -> None:
         current = segmenter_id()
@@ -94,8 +117,20 @@ class OnnxClassifier:
     # -- the three steps -----------------------------------------------------------------------
 
     def preprocess(self, texts: list[str]) -> Feeds:
-        """Normalise (idempotent) and segment with the shared `segment()`; one string per row."""
+        """Normalise (idempotent); linear models: segment with the shared `segment()`, one string per row.
+
+        Transformer models: the normalised texts (ids are made per chunk in `_run`, padded to the
+        chunk's longest text).
+        """
+        if self._tokenizer is not None:
+            return [normalize(t) for t in texts]
         return np.asarray([segmented_text(normalize(t)) for t in texts], dtype=object).reshape(-1, 1)
+
+    def _chunk_feeds(self, feeds: Feeds, start: int, input_name: str) -> dict[str, Any]:
+        part = feeds[start:start + self.batch_size]
+        if self._tokenizer is not None:
+            return self._tokenizer.encode_batch(part)  # type: ignore[arg-type]
+        return {input_name: part}
 
     def _run(self, feeds: Feeds) -> dict[str, npt.NDArray[np.float32]]:
         out: dict[str, npt.NDArray[np.float32]] = {}
@@ -104,7 +139,7 @@ class OnnxClassifier:
             fields = [f for f, _ in self._outputs[artifact]]
             names = [o for _, o in self._outputs[artifact]]
             input_name = self.manifest.heads[fields[0]].input_name
-            chunks = [session.run(names, {input_name: feeds[i:i + step]}) for i in range(0, len(feeds), step)]
+            chunks = [session.run(names, self._chunk_feeds(feeds, i, input_name)) for i in range(0, len(feeds), step)]
             for j, fld in enumerate(fields):
                 parts = [c[j] for c in chunks]
                 out[fld] = parts[0] if len(parts) == 1 else np.concatenate(parts)

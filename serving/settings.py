@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +20,11 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Field(ROOT / "data", description="Taxonomy, responsibility list, gazetteer, rules")
     model_dir: Path = Field(ROOT / "models" / "default", description="Active model (manifest.json inside)")
     database_url: str = Field(f"sqlite:///{ROOT / 'var' / 'triage.db'}", description="SQLAlchemy URL")
+    db_auto_upgrade: Literal["sqlite", "always", "never"] = Field(
+        "sqlite", description="Upgrade the database schema to head on first use: for SQLite only (default), always, never"
+    )
+    pii_key: SecretStr | None = Field(None, description="Secret for keyed petitioner hashes (HMAC); default: pii_key_file")
+    pii_key_file: Path = Field(ROOT / "var" / "pii.key", description="Secret file, created (mode 0600) when missing")
     onnx_threads: int = Field(
         1, ge=1, le=16, description="intra-op threads per onnxruntime session (1 is fastest with one worker per core)"
     )
@@ -26,3 +32,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = Field(True, description="One JSON object per log line")
     max_body_bytes: int = Field(256_000, ge=1_024, description="Largest accepted request body")
+    rate_limit_per_second: float = Field(
+        50.0, gt=0, description="Requests per second per API key (token bucket per worker, divided by TRIAGE_WORKERS)"
+    )
+    rate_limit_burst: float = Field(100.0, ge=1, description="Token bucket size per API key (divided by TRIAGE_WORKERS)")

@@ -79,18 +79,19 @@ class NBSVMClassifier:
         self.class_weight = class_weight
         self.seed = seed
 
-    def fit(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> NBSVMClassifier:
+    def fit(self, X: sp.csr_matrix, y: npt.NDArray[Any], sample_weight: npt.NDArray[Any] | None = None) -> NBSVMClassifier:
         y = np.asarray(y, dtype=object)
+        w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_ = np.array(sorted(set(y)), dtype=object)
         Xb = (X > 0).astype(np.float32).tocsr()
         coefs, intercepts = [], []
         for c in self.classes_:
             pos = y == c
-            p = self.alpha + np.asarray(Xb[pos].sum(axis=0)).ravel()
-            q = self.alpha + np.asarray(Xb[~pos].sum(axis=0)).ravel()
+            p = self.alpha + np.asarray(Xb[pos].T @ w[pos]).ravel()
+            q = self.alpha + np.asarray(Xb[~pos].T @ w[~pos]).ravel()
             r = np.log((p / p.sum()) / (q / q.sum()))
             svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.seed, max_iter=5000)
-            svc.fit(X.multiply(r).tocsr(), pos.astype(int))
+            svc.fit(X.multiply(r).tocsr(), pos.astype(int), sample_weight=sample_weight)
             coefs.append(svc.coef_.ravel() * r)
             intercepts.append(float(svc.intercept_[0]))
         self.coef_ = np.vstack(coefs)
@@ -173,9 +174,12 @@ class FittedMember:
 class LinearTextHead:
     """One head: fit on segmented texts (`triage.text.segmented_text`) and string labels."""
 
-    def __init__(self, members: list[MemberConfig], config: TrainConfig) -> None:
+    def __init__(self, members: list[MemberConfig], config: TrainConfig,
+                 vectorizers: dict[int, TfidfVectorizer] | None = None) -> None:
+        """`vectorizers`: already fitted (and closed) vectorisers by member index, used as they are."""
         self.members = members
         self.config = config
+        self.prefitted = vectorizers or {}
 
     # -- fitting ----------------------------------------------------------------------------
 
@@ -185,24 +189,31 @@ class LinearTextHead:
     def _fit_scores(self, mats: list[sp.csr_matrix], y: npt.NDArray[Any], train: npt.NDArray[Any],
                     evals: npt.NDArray[Any] | None) -> tuple[list[Any], npt.NDArray[Any] | None]:
         clfs, total = [], None
+        sw = None if self.sample_weight_ is None else self.sample_weight_[train]
         for m, X in zip(self.members, mats, strict=True):
-            clf = make_classifier(m, self._class_weight(), self.config.seed).fit(X[train], y[train])
+            clf = make_classifier(m, self._class_weight(), self.config.seed).fit(X[train], y[train], sample_weight=sw)
             clfs.append(clf)
             if evals is not None:
                 s = m.weight * _scores_full(clf, X[evals], self.classes_)
                 total = s if total is None else total + s
         return clfs, total
 
-    def fit(self, texts: list[str], labels: list[str]) -> LinearTextHead:
+    def fit(self, texts: list[str], labels: list[str], sample_weight: list[float] | None = None) -> LinearTextHead:
+        """`sample_weight`: per-row weight (e.g. a data file's weight from `data_weights`), default 1."""
         t0 = time.perf_counter()
+        self.sample_weight_ = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         y = np.asarray(labels, dtype=object)
         self.classes_ = np.array(sorted(set(labels)), dtype=object)
         if len(self.classes_) < 2:
             raise ValueError("a head needs at least two classes in its training data")
         y_idx = np.searchsorted(self.classes_, y)
-        vecs = [make_vectorizer(m) for m in self.members]
+        vecs = [self.prefitted[i] if i in self.prefitted else make_vectorizer(m) for i, m in enumerate(self.members)]
         mats = []
-        for m, v in zip(self.members, vecs, strict=True):
+        for i, (m, v) in enumerate(zip(self.members, vecs, strict=True)):
+            if i in self.prefitted:
+                mats.append(v.transform(texts).tocsr())
+                logger.info("member %s: %d features (shared vectoriser)", m.name, len(v.vocabulary_))
+                continue
             v.fit(texts)
             dropped = close_vocabulary(v)
             mats.append(v.transform(texts).tocsr())

@@ -99,9 +99,23 @@ def run_bench(model_dir: Path, *, field: str | None = None, n: int = 1000, singl
     report: dict[str, Any] = {"model": str(model_dir), "version": manifest.version, "chars": chars,
                               "batch_size": n, "onnx_chunk": batch_size, "single_runs": single, "threads": 1, "rows": []}
     rows = report["rows"]
+    heads = ",".join(manifest.heads)
+    if clf.input_kind == "token_ids":
+        rows.append(_measure("normalize only", lambda xs: [normalize(x) for x in xs], batch, singles))
+        normalized = {x: normalize(x) for x in batch + singles}
+        rows.append(_measure(f"graph only, all heads ({heads}; WordPiece + onnxruntime on normalised text)",
+                             lambda xs: clf._run([normalized[x] for x in xs]), batch, singles))
+        rows.append(_measure(f"served path, all heads ({heads})", clf.predict_proba, batch, singles))
+        return report  # no scikit-learn twin of a transformer model
     rows.append(_measure("segmentation only (normalize + segment)", lambda xs: [segmented_text(normalize(x)) for x in xs],
                          batch, singles))
-    rows.append(_measure(f"onnx all heads ({','.join(manifest.heads)})", clf.predict_proba, batch, singles))
+    segmented = {x: segmented_text(normalize(x)) for x in batch + singles}
+
+    def graph_only(xs: list[str]) -> Any:
+        return clf._run(np.asarray([segmented[x] for x in xs], dtype=object).reshape(-1, 1))
+
+    rows.append(_measure(f"graph only, all heads ({heads}; onnxruntime on segmented text)", graph_only, batch, singles))
+    rows.append(_measure(f"served path, all heads ({heads}; normalize + segment + graph)", clf.predict_proba, batch, singles))
     if with_sklearn or with_fasttext:
         cfg_data = {k: v for k, v in manifest.train_config.items() if k in TrainConfig.model_fields}
         cfg = TrainConfig.model_validate(cfg_data)
@@ -133,6 +147,43 @@ def run_bench(model_dir: Path, *, field: str | None = None, n: int = 1000, singl
         if with_fasttext:
             rows.append(_fasttext_row(texts, labels, batch, singles))
     return report
+
+
+def compare_models(models: list[Path], *, n: int = 1000, chars: int = 500, repeats: int = 3,
+                   batch_size: int = 16) -> dict[str, Any]:
+    """Batched petitions/s of several model directories, measured alternately in one process.
+
+    Each round measures every model once (graph only on pre-tokenised input, then the served path
+    with normalize + tokenisation); the machine is shared, so the figures are reported per round
+    and as ratios to the first model within the same round.
+    """
+    from serving.sessions import OnnxClassifier
+    from triage.taxonomy import load_taxonomy
+
+    corpus = [r["text"] for r in load_jsonl(ROOT / "data" / "corpus" / "written" / "test.jsonl").rows]
+    batch = make_petitions(corpus, n, chars, seed=1)
+    clfs = [OnnxClassifier(m, load_taxonomy(), intra_op_threads=1, batch_size=batch_size) for m in models]
+    prepared = [clf.preprocess(batch) for clf in clfs]
+    for clf, feeds in zip(clfs, prepared, strict=True):
+        clf._run(feeds[:32])  # warm-up
+    rounds = []
+    for _ in range(repeats):
+        row = []
+        for clf, feeds in zip(clfs, prepared, strict=True):
+            t0 = time.perf_counter()
+            clf._run(feeds)
+            graph = n / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            clf.predict_proba(batch)
+            served = n / (time.perf_counter() - t0)
+            row.append({"model": str(clf.model_dir), "graph_per_s": round(graph, 1), "served_per_s": round(served, 1)})
+        for r in row:
+            r["graph_ratio"] = round(r["graph_per_s"] / row[0]["graph_per_s"], 2)
+            r["served_ratio"] = round(r["served_per_s"] / row[0]["served_per_s"], 2)
+        logger.info("round: %s", row)
+        rounds.append(row)
+    return {"chars": chars, "petitions": n, "onnx_chunk": batch_size, "threads": 1,
+            "models": [{"dir": str(c.model_dir), "version": c.manifest.version} for c in clfs], "rounds": rounds}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,6 +60,12 @@ class TrainConfig(_Strict):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     parity_tolerance: float = Field(1e-4, gt=0, description="Largest allowed |p_onnx - p_sklearn|")
     parity_rows: int = Field(500, ge=1, description="Rows of the dev (or train) data used for the parity check")
+    data_weights: dict[str, float] = Field(
+        default_factory=dict, description="Sample weight of the rows of matching --data files (fnmatch pattern on the "
+                                          "path relative to the repository → weight; default 1)")
+    shared_vocabulary: bool = Field(
+        False, description="Members with the same vectoriser settings in different heads share one vectoriser fitted on "
+                           "the union of those heads' training texts (one TfIdfVectorizer node in the graph: faster)")
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

@@ -68,3 +68,64 @@ def evaluate_entities(
             district_ok += int(ents.place.district == rec["district"])
     return {"entities": entity_scores(pairs),
             "district": {"accuracy": round(district_ok / district_n, 4) if district_n else None, "n": district_n}}
+
+
+ENTITY_GOLD = ("entities", "district", "district_raw")
+BASELINE_TYPES = {"nr": "person", "ns": "place", "nt": "org"}
+
+
+def gold_spans(rec: dict[str, Any]) -> list[Span]:
+    return [(e["type"], int(e["start"]), int(e["end"])) for e in rec.get("entities") or [] if isinstance(e, dict)]
+
+
+def has_entity_gold(rows: list[dict[str, Any]]) -> bool:
+    """Records carry span gold ({type,start,end} dicts) or a district key."""
+    return any("district" in r or any(isinstance(e, dict) for e in r.get("entities") or []) for r in rows)
+
+
+def posseg_spans(text: str) -> list[Span]:
+    """jieba.posseg baseline: nr → person, ns → place, nt → org (the obvious off-the-shelf tagger)."""
+    import jieba.posseg as pseg
+
+    pos, out = 0, []
+    for word, flag in pseg.cut(text):
+        if flag in BASELINE_TYPES:
+            out.append((BASELINE_TYPES[flag], pos, pos + len(word)))
+        pos += len(word)
+    return out
+
+
+def entity_report(rows: list[dict[str, Any]], extractor: Any, *, baseline: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Entity and district metrics for `triage evaluate`, plus predictions per record id.
+
+    Each record is stripped of its gold (entities, district, district_raw) before extraction; offsets
+    index the normalised text, like the gold spans. Returns (report keys, {id: prediction}).
+    `baseline` adds "entities_baseline": jieba.posseg on person/place/org with gold restricted to
+    those types.
+    """
+    from triage.schemas import Petition
+
+    pairs, base_pairs, preds = [], [], {}
+    district_ok = district_n = 0
+    for rec in rows:
+        inp = {k: v for k, v in rec.items() if k not in ENTITY_GOLD}
+        pet = Petition.model_validate({k: inp[k] for k in ("text", "title", "submitted_at", "channel") if k in inp})
+        ents = extractor.extract(pet.text, pet)
+        pred = [(e.type, e.start, e.end) for e in ents.items]
+        gold = gold_spans(rec)
+        pairs.append((gold, pred))
+        if baseline:
+            base_pairs.append(([g for g in gold if g[0] in BASELINE_TYPES.values()], posseg_spans(pet.text)))
+        if "district" in rec:
+            district_n += 1
+            district_ok += int(ents.place.district == rec["district"])
+        preds[str(rec.get("id"))] = {"entities": [{"type": t, "start": s, "end": e} for t, s, e in pred],
+                                     "district": ents.place.district}
+    report: dict[str, Any] = {}
+    if any(g for g, _ in pairs):
+        report["entities"] = entity_scores(pairs)
+    if district_n:
+        report["district"] = {"accuracy": round(district_ok / district_n, 4), "n": district_n}
+    if baseline and base_pairs:
+        report["entities_baseline"] = {"tagger": "jieba.posseg", **entity_scores(base_pairs)}
+    return report, preds

@@ -33,20 +33,20 @@ def _strip_gold(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, history: Path | None = None,
-             plots_dir: Path | None = None, threads: int = 1) -> dict[str, Any]:
+             plots_dir: Path | None = None, threads: int = 1, entity_baseline: bool = False) -> dict[str, Any]:
     """Predict every record of `data` with the model and score each gold field it has a head for.
 
     Returns the report of the DESIGN.md contract: n, model, one object per evaluated field
     (macro_f1, accuracy, per_class, top3 for department, ece), latency_ms p50/p99.
 
-    Raises:
-        LinkingNotAvailableError: `history` was given (duplicate linking is another issue).
+    With `history`, also `duplicates` (precision, recall, f1 of the linker's top links against
+    `duplicate_of`; training/linking_eval.py) and `links` in every prediction line.
+
+    Data with entity span gold or a `district` key also gets `entities` (per type precision/recall/F1,
+    exact span and overlap) and `district` (accuracy) from the served extractor (patterns + gazetteer
+    + LAC), with `entity_baseline` also `entities_baseline` (jieba.posseg); prediction lines then
+    carry `entities` and `district`. training/entity_eval.py.
     """
-    if history is not None:
-        raise LinkingNotAvailableError(
-            "--history: duplicate linking is not built yet (the linker is another issue); "
-            "evaluate without --history to score the classification heads."
-        )
     from serving.sessions import OnnxClassifier
 
     clf = OnnxClassifier(model_dir, load_taxonomy(), intra_op_threads=threads)
@@ -81,14 +81,50 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
             report[f]["plots"] = write_plots(plots_dir, f, gold, proba, heads[f].labels)
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     report["latency_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "p99": round(float(np.percentile(lat, 99)), 3)}
-    if any(r.get("duplicate_of") is not None or "duplicate_of" in r for r in rows):
-        logger.info("data has duplicate_of: duplicate metrics need --history and the linker (not built yet)")
+    from training.entity_eval import has_entity_gold
+
+    if has_entity_gold(rows):
+        entity_metrics, entity_preds = _entities(data, threads, entity_baseline)
+        report.update(entity_metrics)
+        for line in pred_lines:
+            line.update(entity_preds.get(str(line["id"]), {}))
+    if history is not None:
+        from training.linking_eval import evaluate_links, linker_dir_for
+
+        linked = evaluate_links(data, history, linker_dir=linker_dir_for(model_dir))
+        report["duplicates"] = linked.metrics
+        for line in pred_lines:
+            line["links"] = linked.links.get(line["id"], [])
+    elif any("duplicate_of" in r for r in rows):
+        logger.info("data has duplicate_of: give --history H.jsonl (the existing cases) to score duplicate links")
     if predictions is not None:
         predictions.parent.mkdir(parents=True, exist_ok=True)
         with predictions.open("w", encoding="utf-8") as fh:
             for line in pred_lines:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
     return report
+
+
+def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Entity/district metrics of the served extractor (gold stripped from every record before extraction).
+
+    Reads the JSON lines as written (the `datasets` rows turn submitted_at into naive UTC datetimes,
+    which relative dates such as 去年3月 cannot use).
+    """
+    from serving.ner import LacTagger
+    from training.entity_eval import entity_report
+    from triage.entities import EntityExtractor
+
+    taxonomy = load_taxonomy()
+    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger(intra_op_threads=threads),
+                                departments=taxonomy.responsibilities.values())
+    rows = []
+    with data.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if line.strip():
+                rec = json.loads(line)
+                rows.append({**rec, "id": str(rec.get("id") or f"{data.stem}:{i + 1}")})
+    return entity_report(rows, extractor, baseline=baseline)
 
 
 def _warn_on_overlap(manifest: Any, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:

@@ -174,10 +174,18 @@ def vectorizer_key(vec: TfidfVectorizer) -> str:
     return h.hexdigest()
 
 
-def _vectorizer_nodes(vec: TfidfVectorizer, prefix: str):  # type: ignore[no-untyped-def]
-    """skl2onnx nodes of one vectoriser up to the idf-weighted TF (before L2), names prefixed."""
+def _vectorizer_nodes(vec: TfidfVectorizer, prefix: str, *, binary_indicator: bool = False):  # type: ignore[no-untyped-def]
+    """skl2onnx nodes of one vectoriser, names prefixed.
+
+    Returns (nodes, initialisers, output name, opsets, idf). By default the output is the
+    idf-weighted TF (before L2). With `binary_indicator` (binary vectorisers only) the graph stops
+    at the TfIdfVectorizer op, switched to mode "IDF" with unit weights, so its output is the 0/1
+    presence matrix itself (no Cast/Cast/Mul passes over the dense [N, F] matrix); the caller folds
+    the idf into the next MatMul.
+    """
     import warnings
 
+    from onnx import numpy_helper
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import StringTensorType
 
@@ -188,8 +196,25 @@ def _vectorizer_nodes(vec: TfidfVectorizer, prefix: str):  # type: ignore[no-unt
                               target_opset={"": TARGET_OPSET, "ai.onnx.ml": 3})
     g = onx.graph
     nodes = list(g.node)
+    inits_by_name = {i.name: i for i in g.initializer}
     cut = next(i for i, n in enumerate(nodes) if n.op_type == "Normalizer")
-    norm, keep = nodes[cut], nodes[:cut]  # nodes are in topological order; drop the L2 and what follows
+    norm = nodes[cut]
+    mul = next(n for n in nodes if n.op_type == "Mul" and n.output[0] == norm.input[0])
+    idf = numpy_helper.to_array(next(inits_by_name[x] for x in mul.input if x in inits_by_name)).astype(np.float64).ravel()
+    if binary_indicator:
+        if not vec.binary:
+            raise ValueError("binary_indicator needs a binary vectoriser")
+        k = next(i for i, n in enumerate(nodes) if n.op_type == "TfIdfVectorizer")
+        tfidf_node = nodes[k]
+        for a in tfidf_node.attribute:
+            if a.name == "mode":
+                a.s = b"IDF"
+            elif a.name == "weights":
+                del a.floats[:]
+                a.floats.extend([1.0] * len(idf))
+        keep, out_name = nodes[: k + 1], tfidf_node.output[0]
+    else:
+        keep, out_name = nodes[:cut], norm.input[0]  # nodes are in topological order; drop the L2 and what follows
     used = {name for n in keep for name in n.input}
     rename = {name: prefix + name for n in keep for name in list(n.output)}
     rename.update({i.name: prefix + i.name for i in g.initializer})
@@ -202,15 +227,22 @@ def _vectorizer_nodes(vec: TfidfVectorizer, prefix: str):  # type: ignore[no-unt
     inits = [i for i in g.initializer if i.name in used]
     for init in inits:
         init.name = rename[init.name]
-    return keep, inits, rename[norm.input[0]], list(onx.opset_import)
+    return keep, inits, rename[out_name], list(onx.opset_import), idf
 
 
 def heads_to_onnx(heads: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """One graph computing every head; identical vectorisers are computed once.
 
     Input "text" (segmented text, [N, 1]); output "probabilities_<field>" per head ([N, K]):
-    Softmax(Σ_members MatMul(tfidf_v, W_mᵀ) / max(‖tfidf_v‖₂, ε) + b), with the head's calibration
-    (temperature, biases) already in W and b. Returns the bytes and field → output name.
+    Softmax(Σ_members (x_v · W_m) / max(‖x_v‖₂, ε) + b) with x_v the TF-IDF of the member's
+    vectoriser v and the head's calibration (temperature, biases) already in W and b.
+
+    Binary vectorisers (all of base.toml) are fused: the TfIdfVectorizer op yields the 0/1 presence
+    matrix P, and ONE MatMul per vectoriser computes every head's scores and the norm together:
+    P · [diag(idf)·W_1 | … | diag(idf)·W_m | idf²], because x = P ⊙ idf and, P being 0/1,
+    ‖x‖² = P · idf². That reads the dense [N, F] matrix once instead of once per head plus the
+    Cast/Mul/ReduceL2 passes (measured in `triage bench`). Non-binary vectorisers keep the plain
+    path (TF-IDF, ReduceL2, one MatMul per member). Returns the bytes and field → output name.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -218,32 +250,64 @@ def heads_to_onnx(heads: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     nodes: list[Any] = []
     inits: list[Any] = [numpy_helper.from_array(np.array([1e-12], dtype=np.float32), "l2_eps")]
     opsets: dict[str, int] = {}
-    vec_out: dict[str, tuple[str, str]] = {}  # key → (tfidf name, norm name)
-    outputs, out_names = [], {}
+    # Pass 1: distinct vectorisers and, per vectoriser, its users (field, member index).
+    vec_of: dict[str, Any] = {}
+    users: dict[str, list[tuple[str, int]]] = {}
     for fld, head in heads.items():
-        parts = []
         for j, fm in enumerate(head.members_):
             key = vectorizer_key(fm.vectorizer)
-            if key not in vec_out:
-                v = len(vec_out)
-                vnodes, vinits, tfidf, ops = _vectorizer_nodes(fm.vectorizer, f"v{v}_")
-                nodes += vnodes
-                inits += vinits
-                for op in ops:
-                    opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
-                nodes += [helper.make_node("ReduceL2", [tfidf], [f"v{v}_l2"], axes=[1], keepdims=1),
-                          helper.make_node("Max", [f"v{v}_l2", "l2_eps"], [f"v{v}_norm"])]
-                vec_out[key] = (tfidf, f"v{v}_norm")
-            tfidf, norm = vec_out[key]
-            w = np.ascontiguousarray((fm.coef / head.temperature_).T.astype(np.float32))
-            inits.append(numpy_helper.from_array(w, f"{fld}_coef_{j}"))
-            nodes += [helper.make_node("MatMul", [tfidf, f"{fld}_coef_{j}"], [f"{fld}_raw_{j}"]),
-                      helper.make_node("Div", [f"{fld}_raw_{j}", norm], [f"{fld}_score_{j}"])]
-            parts.append(f"{fld}_score_{j}")
+            vec_of.setdefault(key, fm.vectorizer)
+            users.setdefault(key, []).append((fld, j))
+    parts: dict[str, list[str]] = {fld: [] for fld in heads}
+    for v, (key, vec) in enumerate(vec_of.items()):
+        fused = bool(vec.binary)
+        vnodes, vinits, out, ops, idf = _vectorizer_nodes(vec, f"v{v}_", binary_indicator=fused)
+        nodes += vnodes
+        inits += vinits
+        for op in ops:
+            opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
+        if fused:
+            blocks, spans, start = [], [], 0
+            for fld, j in users[key]:
+                head = heads[fld]
+                w = (head.members_[j].coef / head.temperature_).T * idf[:, None]  # [F, K]
+                blocks.append(w)
+                spans.append((fld, start, start + w.shape[1]))
+                start += w.shape[1]
+            blocks.append((idf ** 2)[:, None])
+            w_all = np.ascontiguousarray(np.hstack(blocks).astype(np.float32))
+            inits += [numpy_helper.from_array(w_all, f"v{v}_coef"),
+                      numpy_helper.from_array(np.array([start], dtype=np.int64), f"v{v}_nsq_start"),
+                      numpy_helper.from_array(np.array([start + 1], dtype=np.int64), f"v{v}_nsq_end"),
+                      numpy_helper.from_array(np.array([1], dtype=np.int64), f"v{v}_axis1")]
+            nodes += [helper.make_node("MatMul", [out, f"v{v}_coef"], [f"v{v}_all"]),
+                      helper.make_node("Slice", [f"v{v}_all", f"v{v}_nsq_start", f"v{v}_nsq_end", f"v{v}_axis1"],
+                                       [f"v{v}_sq"]),
+                      helper.make_node("Sqrt", [f"v{v}_sq"], [f"v{v}_l2"]),
+                      helper.make_node("Max", [f"v{v}_l2", "l2_eps"], [f"v{v}_norm"])]
+            for u, (fld, a, b) in enumerate(spans):
+                inits += [numpy_helper.from_array(np.array([a], dtype=np.int64), f"v{v}_u{u}_start"),
+                          numpy_helper.from_array(np.array([b], dtype=np.int64), f"v{v}_u{u}_end")]
+                nodes += [helper.make_node("Slice", [f"v{v}_all", f"v{v}_u{u}_start", f"v{v}_u{u}_end", f"v{v}_axis1"],
+                                           [f"v{v}_u{u}_raw"]),
+                          helper.make_node("Div", [f"v{v}_u{u}_raw", f"v{v}_norm"], [f"v{v}_u{u}_score"])]
+                parts[fld].append(f"v{v}_u{u}_score")
+        else:
+            nodes += [helper.make_node("ReduceL2", [out], [f"v{v}_l2"], axes=[1], keepdims=1),
+                      helper.make_node("Max", [f"v{v}_l2", "l2_eps"], [f"v{v}_norm"])]
+            for u, (fld, j) in enumerate(users[key]):
+                head = heads[fld]
+                w = np.ascontiguousarray((head.members_[j].coef / head.temperature_).T.astype(np.float32))
+                inits.append(numpy_helper.from_array(w, f"v{v}_u{u}_coef"))
+                nodes += [helper.make_node("MatMul", [out, f"v{v}_u{u}_coef"], [f"v{v}_u{u}_raw"]),
+                          helper.make_node("Div", [f"v{v}_u{u}_raw", f"v{v}_norm"], [f"v{v}_u{u}_score"])]
+                parts[fld].append(f"v{v}_u{u}_score")
+    outputs, out_names = [], {}
+    for fld, head in heads.items():
         intercept = sum(fm.intercept for fm in head.members_) / head.temperature_ + head.bias_
         inits.append(numpy_helper.from_array(np.asarray(intercept, dtype=np.float32), f"{fld}_intercept"))
-        total = parts[0]
-        for j, part in enumerate(parts[1:]):
+        total = parts[fld][0]
+        for j, part in enumerate(parts[fld][1:]):
             nodes.append(helper.make_node("Add", [total, part], [f"{fld}_sum_{j}"]))
             total = f"{fld}_sum_{j}"
         out = f"probabilities_{fld}"
@@ -258,7 +322,7 @@ def heads_to_onnx(heads: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
                               producer_name="petition-triage")
     model.ir_version = 8
     onnx.checker.check_model(model)
-    logger.info("one graph for %d heads with %d distinct vectorisers", len(heads), len(vec_out))
+    logger.info("one graph for %d heads with %d distinct vectorisers", len(heads), len(vec_of))
     return bytes(model.SerializeToString()), out_names
 
 

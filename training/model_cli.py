@@ -51,19 +51,36 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (models/NAME)"),
     dev: list[Path] = typer.Option([], "--dev", exists=True, dir_okay=False,
                                    help="Dev JSONL for metrics, calibration error and the parity check (repeatable)"),
-    config: Path = typer.Option(BASE_CONFIG, "--config", "-c", exists=True, dir_okay=False, help="Training config (TOML)"),
+    config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                                help="Training config (TOML; default training/configs/base.toml, or bert.toml with --arch bert)"),
     set_: list[str] = typer.Option([], "--set", help="Override one config value: key.path=value (repeatable)"),
     name: str = typer.Option(None, help="Model name (default: the directory name)"),
+    arch: str = typer.Option("linear", help="linear (TF-IDF linear heads) or bert (transformer; needs the transformer extra)"),
+    base_model: Path = typer.Option(None, "--base-model", exists=True, file_okay=False,
+                                    help="--arch bert: fine-tune this local BERT checkpoint directory (else: from scratch)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Train calibrated linear heads (word + char TF-IDF), export ONNX with a parity check, write the manifest."""
+    """Train calibrated heads (linear TF-IDF, or a BERT encoder), export ONNX with a parity check, write the manifest."""
     _logging(verbose)
     from training.train import TrainRequest, train
     from triage.errors import TriageError
 
+    if arch not in ("linear", "bert"):
+        typer.echo(f"错误: --arch must be linear or bert, not {arch!r}", err=True)
+        raise typer.Exit(2)
+    if base_model is not None and arch != "bert":
+        typer.echo("错误: --base-model needs --arch bert", err=True)
+        raise typer.Exit(2)
     try:
-        manifest = train(TrainRequest(data=data, fields=list(dict.fromkeys(label_field)), out_dir=out, dev=dev,
-                                      config_path=config, overrides=set_, name=name))
+        if arch == "bert":
+            from training.transformer import BERT_CONFIG, train_transformer
+
+            req = TrainRequest(data=data, fields=list(dict.fromkeys(label_field)), out_dir=out, dev=dev,
+                               config_path=config or BERT_CONFIG, overrides=set_, name=name)
+            manifest = train_transformer(req, base_model=base_model)
+        else:
+            manifest = train(TrainRequest(data=data, fields=list(dict.fromkeys(label_field)), out_dir=out, dev=dev,
+                                          config_path=config or BASE_CONFIG, overrides=set_, name=name))
     except (ValueError, FileNotFoundError, TriageError) as exc:
         typer.echo(f"错误: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -76,17 +93,19 @@ def train_cmd(
                    + (f" top3 {d['top3']}" if "top3" in d else "")
                    + f" ece {d['ece_uncalibrated']}→{d['ece']}") if d else "no dev data"
         typer.echo(f"  {fld}: {len(manifest.heads[fld].labels)} labels, {m['train_rows']} rows, {dev_txt}, "
-                   f"parity {m['parity']['max_abs_diff']:.1e}")
+                   f"parity {manifest.heads[fld].parity_max_abs_diff or 0:.1e}")
 
 
 def evaluate_cmd(
     data: Path = typer.Option(..., "--data", "-d", exists=True, dir_okay=False, help="Labelled JSONL to evaluate on"),
     model: Path = typer.Option(Path("models/default"), "--model", "-m", help="Model directory"),
-    history: Path = typer.Option(None, "--history", help="Existing cases for duplicate linking (not built yet)"),
+    history: Path = typer.Option(None, "--history", help="Existing cases (JSONL) to link against (duplicates metrics)"),
     as_json: bool = typer.Option(False, "--json", help="Print only the JSON report on stdout"),
     predictions: Path = typer.Option(None, "--predictions", "-p", help="Write one prediction line per record"),
     plots: Path = typer.Option(None, "--plots", help="Directory for the PNG plots (default var/eval/MODEL-DATA)"),
     threads: int = typer.Option(1, help="onnxruntime intra-op threads"),
+    entity_baseline: bool = typer.Option(False, "--entity-baseline",
+                                         help="Also score jieba.posseg on person/place/org (entities_baseline)"),
 ) -> None:
     """Score a model on a labelled file: macro-F1, accuracy, per class, top-3, latency (DESIGN.md contract)."""
     _logging()
@@ -97,7 +116,8 @@ def evaluate_cmd(
     if not as_json:
         plots_dir = plots or Path("var") / "eval" / f"{model.name}-{data.stem}"
     try:
-        report = evaluate(model, data, predictions=predictions, history=history, plots_dir=plots_dir, threads=threads)
+        report = evaluate(model, data, predictions=predictions, history=history, plots_dir=plots_dir, threads=threads,
+                          entity_baseline=entity_baseline)
     except LinkingNotAvailableError as exc:
         typer.echo(f"错误: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -115,6 +135,16 @@ def evaluate_cmd(
             typer.echo(f"  {fld}: n={m['n']} macro_f1 {m['macro_f1']} accuracy {m['accuracy']}{extra} ece {m['ece']}")
             for kind, path in m.get("plots", {}).items():
                 typer.echo(f"    {kind}: {path}")
+    for key in ("entities", "entities_baseline"):
+        for etype, m in report.get(key, {}).items():
+            if isinstance(m, dict) and "exact" in m:
+                typer.echo(f"  {key} {etype}: n={m['support']} F1 exact {m['exact']['f1']} overlap {m['overlap']['f1']}")
+    if "district" in report:
+        typer.echo(f"  district: n={report['district']['n']} accuracy {report['district']['accuracy']}")
+    if "duplicates" in report:
+        d = report["duplicates"]
+        typer.echo(f"  duplicates: precision {d['precision']} recall {d['recall']} f1 {d['f1']} "
+                   f"(tp {d['tp']} fp {d['fp']} fn {d['fn']}; {d['history_cases']} history cases, threshold {d['threshold']})")
 
 
 def promote_cmd(
@@ -185,10 +215,21 @@ def bench_cmd(
     chars: int = typer.Option(500, help="Characters per petition"),
     sklearn: bool = typer.Option(True, help="Also run the same model in scikit-learn (retrains it from the manifest)"),
     fasttext: bool = typer.Option(False, help="Also a fastText supervised model on the same data, when installed"),
+    chunk: int = typer.Option(None, help="Rows per onnxruntime call (default: the served default)"),
+    against: list[Path] = typer.Option([], "--against", help="Instead: batched speed of --model vs these model "
+                                                             "directories, measured alternately (ratios per round)"),
+    repeats: int = typer.Option(3, help="--against: rounds"),
 ) -> None:
     """Speed of the classify stage: ONNX vs scikit-learn (and fastText), batched and one at a time."""
     _logging()
-    from training.benchmark import run_bench
+    from training.benchmark import compare_models, run_bench
 
+    if against:
+        extra_c = {"batch_size": chunk} if chunk else {}
+        typer.echo(json.dumps(compare_models([model, *against], n=n, chars=chars, repeats=repeats, **extra_c),
+                              ensure_ascii=False, indent=1))
+        return
+
+    extra = {"batch_size": chunk} if chunk else {}
     typer.echo(json.dumps(run_bench(model, field=field, n=n, single=single, chars=chars,
-                                    with_sklearn=sklearn, with_fasttext=fasttext), ensure_ascii=False, indent=1))
+                                    with_sklearn=sklearn, with_fasttext=fasttext, **extra), ensure_ascii=False, indent=1))

@@ -58,8 +58,80 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def replace_model_dir(tmp: Path, out_dir: Path) -> None:
+    """Swap the freshly written `tmp` in as `out_dir`.
+
+    Subdirectories of an existing `out_dir` that the new model does not contain (e.g. `linker/`,
+    which the duplicate linker keeps beside the classifier) are moved into the new directory first,
+    so retraining the classifier never deletes another component's artifacts.
+    """
+    if out_dir.exists():
+        for child in out_dir.iterdir():
+            if child.is_dir() and not (tmp / child.name).exists():
+                child.rename(tmp / child.name)
+                logger.info("kept %s from the previous %s", child.name, out_dir)
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+
+def file_weight(config: TrainConfig, path: Path) -> float:
+    """The `data_weights` weight of a --data file (first matching pattern), else 1."""
+    from fnmatch import fnmatch
+
+    shown = display_path(path)
+    return next((w for pattern, w in config.data_weights.items() if fnmatch(shown, pattern)), 1.0)
+
+
+def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows labelled for `fld` and their labels, all known to the taxonomy when the field is a taxonomy kind.
+
+    Raises:
+        ValueError: no row has the field, or a label is not in the taxonomy.
+    """
+    rows, labels = labelled(rows, fld)
+    if not rows:
+        raise ValueError(f"no row of the --data files has a {fld!r} label")
+    kind = taxonomy.field_kinds.get(fld)
+    if kind:
+        unknown = sorted(set(labels) - set(taxonomy.codes(kind)))
+        if unknown:
+            raise ValueError(f"{fld}: labels not in taxonomy {taxonomy.version}: {', '.join(unknown)}")
+    return rows, labels
+
+
 def _inputs(rows: list[dict[str, Any]]) -> list[str]:
     return [model_input(r["text"]) for r in rows]
+
+
+VECTORIZER_SETTINGS = ("analyzer", "ngram_min", "ngram_max", "min_df", "max_features", "binary")
+
+
+def shared_vectorizers(config: TrainConfig, texts_by_field: dict[str, list[str]]) -> dict[str, dict[int, Any]]:
+    """Field → {member index → fitted vectoriser} where members of several heads have the same settings.
+
+    Each such vectoriser is fitted once on the union of those heads' training texts, so the exported
+    graph computes it once for all of them (the ONNX TfIdfVectorizer op is most of the graph's time).
+    """
+    from training.baseline import close_vocabulary, make_vectorizer
+
+    users: dict[tuple[Any, ...], list[tuple[str, int]]] = {}
+    for fld in texts_by_field:
+        for i, m in enumerate(config.members_for(fld)):
+            users.setdefault(tuple(getattr(m, k) for k in VECTORIZER_SETTINGS), []).append((fld, i))
+    out: dict[str, dict[int, Any]] = {fld: {} for fld in texts_by_field}
+    for key, members in users.items():
+        if len({fld for fld, _ in members}) < 2:
+            continue
+        texts = list(dict.fromkeys(t for fld in dict.fromkeys(f for f, _ in members) for t in texts_by_field[fld]))
+        fld0, i0 = members[0]
+        vec = make_vectorizer(config.members_for(fld0)[i0]).fit(texts)
+        dropped = close_vocabulary(vec)
+        logger.info("shared vectoriser %s for %s: %d texts, %d features (%d dropped to close the vocabulary)",
+                    dict(zip(VECTORIZER_SETTINGS, key, strict=True)), ",".join(f"{f}[{i}]" for f, i in members),
+                    len(texts), len(vec.vocabulary_), dropped)
+        for fld, i in members:
+            out[fld][i] = vec
+    return out
 
 
 def _dev_report(head: LinearTextHead, fld: str, texts: list[str], gold: list[str], bins: int) -> dict[str, Any]:
@@ -75,7 +147,16 @@ def _dev_report(head: LinearTextHead, fld: str, texts: list[str], gold: list[str
     return rep
 
 
-def write_model_card(out_dir: Path, manifest_fields: dict[str, Any]) -> Path:
+LINEAR_MODEL_TEXT = (
+    "**Model.** Per head, TF-IDF members (word n-grams over `segment()` words, character n-grams) with linear "
+    "classifiers and balanced class weights, summed into one linear model; temperature (+ class bias) "
+    "calibration fitted on out-of-fold training scores; rows of files matched by `data_weights` weighted; exported as "
+    "one ONNX graph (`model.onnx`: vectorisers shared between heads, one MatMul per vectoriser for all heads, "
+    "softmax output per head)."
+)
+
+
+def write_model_card(out_dir: Path, manifest_fields: dict[str, Any], model_text: str = LINEAR_MODEL_TEXT) -> Path:
     """A short human-readable card: what the model is for, its data, heads and dev metrics."""
     m = manifest_fields
     lines = [
@@ -88,10 +169,7 @@ def write_model_card(out_dir: Path, manifest_fields: dict[str, Any]) -> Path:
         "Suggestions only: the rule engine decides and an officer reviews. Input is the normalised text; "
         "title, petitioner fields and gold labels are never used.",
         "",
-        "**Model.** Per head, TF-IDF members (word n-grams over `segment()` words, character n-grams) with linear "
-        "classifiers and balanced class weights, summed into one linear model; temperature (+ class bias) "
-        "calibration fitted on out-of-fold training scores; exported as one ONNX graph (`model.onnx`: shared "
-        "vectorisers, one linear layer + softmax output per head).",
+        model_text,
         "",
         "| head | labels | train rows | dev n | dev macro-F1 | dev accuracy | dev top-3 | dev ECE (uncal. → cal.) | parity |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -101,7 +179,7 @@ def write_model_card(out_dir: Path, manifest_fields: dict[str, Any]) -> Path:
         ece = f"{d.get('ece_uncalibrated')} → {d.get('ece')}" if d else "–"
         lines.append(
             f"| {fld} | {len(head['labels'])} | {head['train_rows']} | {d.get('n', '–')} | {d.get('macro_f1', '–')} | "
-            f"{d.get('accuracy', '–')} | {d.get('top3', '–')} | {ece} | {head['parity_max_abs_diff']:.1e} |"
+            f"{d.get('accuracy', '–')} | {d.get('top3', '–')} | {ece} | {head['parity_max_abs_diff'] or 0:.1e} |"
         )
     lines += ["", "**Training data** (sha256 in manifest.json):", ""]
     lines += [f"- `{f['path']}`: {f['rows']} rows" for f in m["data_files"]]
@@ -135,6 +213,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     files: list[LoadedFile] = [load_jsonl(p) for p in req.data]
     dev_files: list[LoadedFile] = [load_jsonl(p) for p in req.dev]
     train_rows = [r for f in files for r in f.rows]
+    row_weight = {id(r): file_weight(config, f.path) for f in files for r in f.rows}
     dev_rows = [r for f in dev_files for r in f.rows]
     out_dir = req.out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -145,21 +224,22 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     fitted: dict[str, LinearTextHead] = {}
     parity_texts: dict[str, list[str]] = {}
     try:
+        inputs: dict[str, tuple[list[str], list[str]]] = {}
+        weights: dict[str, list[float]] = {}
         for fld in req.fields:
-            rows, labels = labelled(train_rows, fld)
-            if not rows:
-                raise ValueError(f"no row of the --data files has a {fld!r} label")
-            kind = taxonomy.field_kinds.get(fld)
-            if kind:
-                unknown = sorted(set(labels) - set(taxonomy.codes(kind)))
-                if unknown:
-                    raise ValueError(f"{fld}: labels not in taxonomy {taxonomy.version}: {', '.join(unknown)}")
-            logger.info("head %s: %d training rows, %d classes", fld, len(rows), len(set(labels)))
-            texts = _inputs(rows)
-            head = LinearTextHead(config.members_for(fld), config).fit(texts, labels)
+            rows, labels = checked_labels(train_rows, fld, taxonomy)
+            inputs[fld] = (_inputs(rows), labels)
+            weights[fld] = [row_weight[id(r)] for r in rows]
+        shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
+                  else {f: {} for f in req.fields})
+        for fld in req.fields:
+            texts, labels = inputs[fld]
+            logger.info("head %s: %d training rows, %d classes", fld, len(texts), len(set(labels)))
+            sample_weight = weights[fld] if any(w != 1.0 for w in weights[fld]) else None
+            head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(texts, labels, sample_weight)
             drows, dgold = labelled(dev_rows, fld)
             dtexts = _inputs(drows)
-            report: dict[str, Any] = {"train_rows": len(rows), "features": head.n_features_}
+            report: dict[str, Any] = {"train_rows": len(texts), "features": head.n_features_}
             if drows:
                 report["dev"] = _dev_report(head, fld, dtexts, dgold, config.calibration.ece_bins)
                 logger.info("head %s dev: macro_f1=%.4f accuracy=%.4f ece %.4f -> %.4f", fld,
@@ -214,9 +294,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             },
         })
         manifest.write(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        replace_model_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,24 +12,35 @@ display happens in triage/pii.py, by role.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
 from triage.identity import is_valid_id_number, luhn_valid
+from triage.orgs import OrgTagger
 from triage.schemas import Entities, Entity, Petition, Place
 from triage.taxonomy import Gazetteer
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = "entities-1"
+# 2: organisation names from LAC words + department names; bare type nouns dropped
+# 3: with a word tagger, organisation spans come from the learned tagger (triage/orgs.py) over those candidates
+EXTRACTOR_VERSION = "entities-3"
+ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 
 class NerTagger(Protocol):
-    """Statistical tagger: (start, end, type) spans with type in PER, LOC, ORG, TIME."""
+    """Statistical tagger: (start, end, type) spans with type in PER, LOC, ORG, TIME.
+
+    A tagger that also segments (LAC) may offer `words(text)` → (start, end, label) for every word
+    (labels PER/LOC/ORG/TIME or a part of speech: n, nz, v, …); organisation names are then built
+    from word runs instead of a character regex.
+    """
 
     version: str
 
@@ -95,6 +106,32 @@ ORG_SUFFIXES = (
 
 
 _ORG_SUFFIX_RE = re.compile("|".join(re.escape(s) for s in sorted(ORG_SUFFIXES, key=len, reverse=True)))
+
+# Organisation heads for word runs: ORG_SUFFIXES plus body words LAC splits off (分局, 办, 监狱 …).
+_ORG_HEADS = sorted({*ORG_SUFFIXES, "分局", "办", "所", "站", "监狱", "初中", "高中", "船厂", "大队", "支队", "协会", "会所", "馆", "处",
+                     "庭", "委", "苑", "华府", "公寓", "大厦", "广场", "农家乐", "药房", "门诊", "矿", "煤矿", "景区", "园", "社", "行", "部"},
+                    key=len, reverse=True)
+_ORG_HEAD_RE = re.compile("(?:" + "|".join(map(re.escape, _ORG_HEADS)) + ")$")
+_ORG_HEAD_ANY = re.compile("|".join(map(re.escape, _ORG_HEADS)))
+# Bare type nouns name no particular organisation (data/corpus/tools/clean_entities.py, convention E1).
+BODY_TYPES = (
+    "人民法院", "法院", "中院", "高院", "中级人民法院", "高级人民法院", "人民检察院", "检察院", "派出所", "公安局", "公安分局",
+    "交警队", "交警部门", "车管所", "执行局", "立案庭", "公证处", "司法所", "司法局", "律师事务所", "法律援助中心",
+    "纪委", "纪委监委", "监委", "政法委", "国资委", "教委", "卫健委", "住建委", "商务委", "文旅委", "经信委",
+    "人社局", "社保局", "社保中心", "社保所", "医保局", "医保中心", "民政局", "税务局", "税务所", "财政局",
+    "市场监管局", "市场监管所", "国土所", "规划自然资源所", "城管局", "城管执法大队", "执法大队", "信访办", "信访局",
+    "信访接待室", "仲裁委", "劳动仲裁委", "医调委", "残联", "商务部门", "交通运输部门", "住建部门", "登记中心",
+    "管理站", "农技站", "稽核科", "村委会", "居委会", "政府", "人民政府", "委员会", "办事处", "街道办事处", "街道办",
+)
+_BARE_ORG = frozenset(BODY_TYPES)
+_BARE_ORG_RE = re.compile("|".join(map(re.escape, sorted(BODY_TYPES, key=len, reverse=True))))
+_LEVEL = "市区县镇乡"
+# Word labels that may stand inside an organisation name (LAC: nouns, names, places, adjectives, verbal nouns).
+_ORG_INNER = frozenset({"n", "nz", "nw", "LOC", "ORG", "PER", "an", "vn", "a", "j", "s"})
+# Labels that make a run a name rather than a description (物业公司, 保险公司 are descriptions).
+_ORG_PROPER = frozenset({"nz", "nw", "LOC", "ORG", "PER"})
+_ORG_LEAD = "原向在到找给从对"
+_RESIDENTIAL = re.compile(r"(小区|花园|家园|新村|新城|名城|苑|华府|公寓|大厦|广场)$")
 
 # Short district aliases that are also ordinary words: only a place when not followed by more text.
 AMBIGUOUS_ALIASES = frozenset({"长寿", "南岸", "石柱", "两江", "巴县", "万县", "江北", "忠州"})
@@ -242,10 +279,19 @@ def normalize_date(surface: str, reference: date | None) -> str | None:
 class EntityExtractor:
     """Patterns + gazetteer (+ an optional NER tagger) → Entities with the resolved place."""
 
-    def __init__(self, gazetteer: Gazetteer, ner: NerTagger | None = None) -> None:
+    def __init__(self, gazetteer: Gazetteer, ner: NerTagger | None = None, departments: Iterable[str] | None = None,
+                 org_tagger: OrgTagger | Literal["default"] | None = "default") -> None:
+        """`departments`: the duty departments (taxonomy.responsibilities.values()), whose names become organisations.
+
+        `org_tagger`: decides organisation spans over the rule candidates when `ner` offers words; "default"
+        loads the shipped model (ORG_TAGGER_PATH), None keeps the rules alone.
+        """
         self.gazetteer = gazetteer
         self.ner = ner
-        self.version = EXTRACTOR_VERSION + (f"+{ner.version}" if ner else "")
+        if org_tagger == "default":
+            org_tagger = load_org_tagger() if getattr(ner, "words", None) is not None else None
+        self.org_tagger: OrgTagger | None = org_tagger
+        self.version = EXTRACTOR_VERSION + (f"+{ner.version}" if ner else "") + (f"+{org_tagger.version}" if org_tagger else "")
         names: dict[str, str] = {}
         for d in gazetteer.districts:
             for a in (d.name, *d.aliases):
@@ -272,6 +318,14 @@ class EntityExtractor:
         ordered = sorted(names, key=len, reverse=True)
         self._place_re = re.compile("|".join(re.escape(n) for n in ordered))
         self._place_kind = names
+        # Duty departments by name (data/responsibility/departments.yaml): 九龙坡区住房和城乡建设委员会, 区人力社保局.
+        bodies = set(department_bodies(departments or ()))
+        prefixes = sorted((n for n, k in names.items() if k == "district" and len(n) >= 3), key=len, reverse=True)
+        self._dept_re = (
+            re.compile("(?P<prefix>" + "|".join(map(re.escape, [*prefixes, "重庆市", *_LEVEL])) + ")?(?:"
+                       + "|".join(map(re.escape, sorted(bodies, key=len, reverse=True))) + ")")
+            if bodies else None
+        )
 
     # -- pattern stage
     def _patterns(self, text: str, reference: date | None) -> list[_Span]:
@@ -327,7 +381,7 @@ class EntityExtractor:
         return spans
 
     def _orgs(self, text: str, places: list[_Span]) -> list[_Span]:
-        """Organisations ending in a known suffix, started by a place or a run of name characters."""
+        """Without a segmenter: organisations ending in a known suffix, started by a place or name characters."""
         spans = []
         for m in _ORG_SUFFIX_RE.finditer(text):
             end = m.end()
@@ -340,16 +394,94 @@ class EntityExtractor:
                     i += 1
                     break
             name = text[i:end]
-            if end - i >= 3 and start - i >= 2 and not _NOT_ORG.search(name) and not name[0].isdigit():
+            if end - i >= 3 and start - i >= 2 and not _NOT_ORG.search(name) and not name[0].isdigit() and name not in _BARE_ORG:
                 spans.append(_Span(i, end, "org", "suffix"))
         return spans
 
-    def _ner(self, text: str) -> list[_Span]:
+    def _dept_orgs(self, text: str) -> list[_Span]:
+        if self._dept_re is None:
+            return []
+        # with a district or level prefix (九龙坡区住房和城乡建设委员会, 区人力社保局) the name is one body; the
+        # bare body name is left to the other sources (it may be part of a longer name)
+        return [_Span(m.start(), m.end(), "org", "department") for m in self._dept_re.finditer(text) if m.group("prefix")]
+
+    @staticmethod
+    def _qualified(surface: str, labels: list[str], gaz: list[_Span]) -> bool:
+        """A name, not a bare type noun: has a place, a level prefix, an ordinal or a proper-name word."""
+        if surface in _BARE_ORG:
+            return False
+        if surface[0] in _LEVEL and len(surface) > 2:
+            return True
+        if re.search(r"[一二三四五六七八九十\d]中院|第[一二三四五六七八九十]", surface):
+            return True
+        return bool(gaz) or any(lab in _ORG_PROPER for lab in labels)
+
+    def _word_orgs(self, text: str, words: list[tuple[int, int, str]], gaz: list[_Span]) -> list[_Span]:
+        """Organisation names from LAC words: a run of name-like words ending in an organisation head."""
+        out: list[_Span] = []
+        gaz_at = {(g.start, g.end) for g in gaz}
+        k = len(words) - 1
+        while k >= 0:
+            ws, we, lab = words[k]
+            w = text[ws:we]
+            is_head = lab == "ORG" or (lab in _ORG_INNER and _ORG_HEAD_RE.search(w) is not None and len(w) >= 2)
+            if not is_head or (out and ws >= out[-1].start):
+                k -= 1
+                continue
+            end_k = k
+            # LAC often cuts the body word off an ORG (区信访|办, 区公安|分局, 国营川东|船厂): take it back.
+            for j in (k + 1, k + 2):
+                if j < len(words) and words[j][0] == words[j - 1][1]:
+                    nw = text[words[j][0]:words[j][1]]
+                    if words[j][2] in ("n", "vn", "v") and (_ORG_HEAD_RE.search(nw) or nw in ("办", "分局")):
+                        end_k = j
+                        break
+                    if words[j][2] not in ("n", "vn"):
+                        break
+            start_k = k
+            while start_k > 0 and words[start_k - 1][2] in _ORG_INNER and words[start_k - 1][1] == words[start_k][0] \
+                    and words[end_k][1] - words[start_k - 1][0] <= 24 and not text[words[start_k - 1][0]].isdigit():
+                start_k -= 1
+            # Residential and company names drop the places before them when a proper name remains:
+            # 江北区石马河街道金港湾小区 → 金港湾小区 (the places are their own entities); 大足区公安分局 keeps its district.
+            residential = _RESIDENTIAL.search(text[words[start_k][0]:words[end_k][1]]) is not None
+            while start_k < end_k and (words[start_k][0], words[start_k][1]) in gaz_at and (
+                    residential or text.startswith("重庆", words[start_k + 1][0]) or any(
+                        words[i][2] in _ORG_PROPER and (words[i][0], words[i][1]) not in gaz_at for i in range(start_k + 1, end_k + 1))):
+                start_k += 1
+            s0, e0 = words[start_k][0], words[end_k][1]
+            while e0 - s0 > 3 and text[s0] in _ORG_LEAD:  # 原国营川东船厂 → 国营川东船厂 (原 = former), 向镇政府
+                s0 += 1
+            if start_k == end_k and lab == "ORG" and e0 - s0 < 3 and not _ORG_HEAD_RE.search(text[s0:e0]):
+                k = start_k - 1  # two-character ORG guesses are mostly noise (拿卡, 从一)
+                continue
+            surface = text[s0:e0]
+            labels = [words[i][2] for i in range(start_k, end_k + 1)]
+            inner_gaz = [g for g in gaz if s0 <= g.start and g.end <= e0]
+            if e0 - s0 >= 2 and self._qualified(surface, labels, inner_gaz) and not _NOT_ORG.search(surface):
+                out.append(_Span(s0, e0, "org", "lac+words"))
+            k = start_k - 1
+        out.reverse()
+        return out
+
+    def org_marks(self, text: str, words: list[tuple[int, int, str]], places: list[_Span]) -> dict[str, list[tuple[int, int]]]:
+        """Candidate spans per source (the org tagger's channels, triage.orgs.CHANNELS)."""
+        return {
+            "place": [(p.start, p.end) for p in places],
+            "department": [(d.start, d.end) for d in self._dept_orgs(text)],
+            "lac_org": [(s, e) for s, e, lab in words if lab == "ORG"],
+            "word_org": [(o.start, o.end) for o in self._word_orgs(text, words, places)],
+            "suffix_org": [(o.start, o.end) for o in self._orgs(text, places)],
+            "bare_org": [m.span() for m in _BARE_ORG_RE.finditer(text)],
+            "head": [m.span() for m in _ORG_HEAD_ANY.finditer(text)],
+        }
+
+    def _ner(self, text: str, tagged: list[tuple[int, int, str]] | None = None) -> list[_Span]:
         if self.ner is None:
             return []
         mapping = {"PER": "person", "LOC": "place", "ORG": "org"}
         out = []
-        for s, e, t in self.ner.tag(text):
+        for s, e, t in (tagged if tagged is not None else self.ner.tag(text)):
             if t not in mapping:
                 continue
             while s < e and text[s].isspace():
@@ -359,6 +491,8 @@ class EntityExtractor:
             if e - s < 2 and t != "LOC":
                 continue
             kind = mapping[t]
+            if kind == "org" and (text[s:e] in _BARE_ORG or e - s < 3):
+                continue
             if kind == "person":
                 # A person right after (or before) a cadre title is an official: 村支书刘德明, 刘德明书记.
                 before = re.search(rf"(?:{_TITLE_ALT})$", text[max(0, s - 6):s])
@@ -377,8 +511,20 @@ class EntityExtractor:
         reference = petition.submitted_at.date() if petition and petition.submitted_at else None
         pattern = self._patterns(text, reference)
         places = self._places(text)
-        orgs = self._orgs(text, places)
-        ner = self._ner(text)
+        words_fn = getattr(self.ner, "words", None)
+        words = words_fn(text) if words_fn is not None else None
+        if words is not None:
+            tagged = [(s, e, t) for s, e, t in words if t in ("PER", "LOC", "ORG", "TIME") and text[s:e].strip()]
+            ner = self._ner(text, tagged)
+            if self.org_tagger is not None:
+                marks = self.org_marks(text, words, places)
+                orgs = [_Span(s, e, "org", "tagger") for s, e in self.org_tagger.spans(text, words, marks)]
+                ner = [o for o in ner if o.type != "org"]  # LAC ORG words are one of the tagger's inputs
+            else:
+                orgs = [*self._dept_orgs(text), *self._word_orgs(text, words, places)]
+        else:
+            ner = self._ner(text)
+            orgs = [*self._dept_orgs(text), *self._orgs(text, places)]
         chosen: list[_Span] = []
 
         def add(spans: Iterable[_Span], blockers: tuple[str, ...]) -> None:
@@ -391,8 +537,8 @@ class EntityExtractor:
         add(pattern, identifiers)
         add([o for o in ner if o.type == "official"], (*identifiers, "official"))
         add(places, (*identifiers, "official"))
-        add([o for o in ner if o.type == "org"], (*identifiers,))
         add(orgs, (*identifiers,))
+        add([o for o in ner if o.type == "org"], (*identifiers,))
         add([p for p in ner if p.type == "place"], (*identifiers, "official", "org"))
         add([p for p in ner if p.type == "person"], (*identifiers, "official", "org", "place"))
         chosen.sort(key=lambda s: (s.start, s.end))
@@ -448,6 +594,27 @@ class EntityExtractor:
             sub = next((m[2] for m in mentions if m[1] == pick[1] and m[2]), None)
         return Place(district=pick[1], district_raw=pick[3], subdivision=sub,
                      basis="event" if events else "petitioner")
+
+
+@functools.cache
+def load_org_tagger(path: Path = ORG_TAGGER_PATH) -> OrgTagger | None:
+    """The shipped organisation tagger, or None (logged) when the artifact is missing."""
+    if not path.exists():
+        logger.warning("no organisation tagger at %s: organisation names from rules only", path)
+        return None
+    return OrgTagger.load(path)
+
+
+def department_bodies(departments: Iterable[object]) -> list[str]:  # Department objects or names
+    """Body names of the duty departments without 重庆市/市 (人力资源和社会保障局, 人力社保局, 住房城乡建委 …)."""
+    out: set[str] = set()
+    for d in departments:
+        names = (d,) if isinstance(d, str) else (getattr(d, "official_name", ""), getattr(d, "short_name", ""))
+        for name in names:
+            body = re.sub(r"^(重庆市|市)", "", name or "")
+            if len(body) >= 3 and body not in _BARE_ORG:
+                out.add(body)
+    return sorted(out)
 
 
 def _headcount_value(surface: str) -> int | None:

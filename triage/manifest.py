@@ -5,7 +5,8 @@ Each head names its graph (`artifact`, usually one `model.onnx` shared by all he
 vectorisers run once) and its output. A graph takes the segmented text
 (`triage.text.segmented_text`) as a string tensor [N, 1]; each head's output holds calibrated
 probabilities [N, len(labels)] in the order of the head's `labels`. Serving needs only
-`segment()` and onnxruntime; labels never appear in code.
+`segment()` and onnxruntime; labels never appear in code. Transformer models (`arch` "bert") take
+BERT ids instead (`input.kind` "token_ids", vocabulary file in the directory; serving.wordpiece).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,8 +59,20 @@ class HeadSpec(_Frozen):
     parity_max_abs_diff: float | None = Field(None, description="max |p_onnx - p_sklearn| on the parity split")
 
 
+class InputSpec(_Frozen):
+    """What the graph(s) take. Linear TF-IDF models: the segmented text; transformer models: BERT ids."""
+
+    kind: Literal["segmented_text", "token_ids"] = Field(
+        "segmented_text", description="segmented_text: string [N, 1]; token_ids: input_ids + attention_mask int64 [N, L]")
+    vocab: str | None = Field(None, description="token_ids: vocab.txt inside the model directory (listed in artifacts)")
+    lowercase: bool = Field(False, description="token_ids: lowercase + strip accents before WordPiece")
+    max_length: int | None = Field(None, ge=3, description="token_ids: ids per text including [CLS] and [SEP]")
+
+
 class ModelManifest(_Frozen):
     schema_version: int = SCHEMA_VERSION
+    arch: str = Field("linear", description="linear (TF-IDF linear heads) or bert (transformer encoder + heads)")
+    input: InputSpec = Field(default_factory=InputSpec, description="Graph input and its preprocessing")
     name: str
     version: str = Field(description="Unique version: UTC timestamp + short hash of the artifacts")
     created_at: datetime

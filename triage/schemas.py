@@ -169,6 +169,10 @@ class DuplicateLink(BaseModel):
     reasons: list[str] = Field(default_factory=list)  # 同一信访人；同一小区；相似度0.91
     status: str | None = None  # the earlier case's status
     same_petitioner: bool = False
+    # Lifecycle facts the decision rules (R05–R08) need when the store knows them.
+    submitted_at: datetime | None = None  # when the earlier case was received
+    answered_at: datetime | None = None  # when its written reply (答复/复查/复核意见) was served
+    due: date | None = None  # its own handling deadline, when still open
 
 
 class Reason(BaseModel):
@@ -181,6 +185,7 @@ class Deadline(BaseModel):
     due: date
     basis: str
     warning: bool = False  # channel windows are warnings, not our own deadlines
+    estimated: bool = False  # a day counted lies in a year the holiday calendar does not cover
 
 
 class Decision(BaseModel):
@@ -192,6 +197,9 @@ class Decision(BaseModel):
     request_type: str | None = None
     flags: list[str] = Field(default_factory=list)
     status: Status
+    # not_accepted / merged are only ever proposed: status stays needs_review until an officer confirms.
+    proposed_status: Literal["not_accepted", "merged"] | None = None
+    handling_unit: str | None = None  # 属地 unit the matter goes to (沙坪坝区人力资源和社会保障局)
     priority: Priority = "P2"
     procedure: Literal["normal", "simple"] = "normal"
     merged_into: str | None = None

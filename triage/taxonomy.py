@@ -101,6 +101,7 @@ class RuleEntry(_Strict):
     id: str = Field(pattern=r"^R\d{2}[a-z]?$")
     name: str
     basis: str
+    note: str | None = None  # deviations from DOMAIN.md and why
     when: Any = None
     then: Any = None
 
@@ -110,6 +111,14 @@ class _RulesFile(_Strict):
     rules_version: str
     thresholds: dict[str, Any]
     rules: list[RuleEntry]
+    # Checked in detail by triage.rules (operators, codes, periods) when the decider loads.
+    settings: dict[str, Any] = Field(default_factory=dict)
+    calendar: dict[str, Any] = Field(default_factory=dict)
+    link_statuses: dict[str, list[str]] = Field(default_factory=dict)
+    keywords: dict[str, list[str]] = Field(default_factory=dict)
+    deadlines: dict[str, Any] = Field(default_factory=dict)
+    channel_windows: dict[str, Any] = Field(default_factory=dict)
+    guidance: dict[str, Any] = Field(default_factory=dict)
 
 
 def _read(path: Path) -> Any:

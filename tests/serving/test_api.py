@@ -14,8 +14,11 @@ from tests.factories import FAKE_ID
 
 @pytest.fixture()
 def client(tmp_path) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    settings = ServiceSettings(model_dir=tmp_path / "no-model", max_body_bytes=4096, log_json=False)
-    with TestClient(create_app(settings)) as c:
+    settings = ServiceSettings(model_dir=tmp_path / "no-model", max_body_bytes=4096, log_json=False,
+                               database_url=f"sqlite:///{tmp_path / 'api.db'}", pii_key_file=tmp_path / "pii.key")
+    app = create_app(settings)
+    with TestClient(app) as c:
+        c.headers["X-API-Key"] = app.state.store.create_api_key("test-clerk", "clerk")[1]
         yield c
 
 
@@ -29,7 +32,7 @@ def test_readyz_reports_missing_stages(client: TestClient) -> None:
     body = r.json()
     assert body["ready"] is False
     assert body["stages"]["normalize"] == "builtin"
-    assert body["stages"]["extract"].startswith("entities-1+lac")
+    assert body["stages"]["extract"].startswith("entities-2+lac")
     assert body["stages"]["classify"] is None
     assert body["taxonomy_version"] == "2"
 

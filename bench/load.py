@@ -1,0 +1,225 @@
+"""Load benchmark of POST /api/v1/petitions/triage over loopback: p50/p99 latency and throughput.
+
+End to end and persisted: every request goes through the real server process (`triage serve`,
+N uvicorn workers) — auth, validation, NER + patterns + gazetteer, ONNX classifier, linker over the
+SQL case index (petitioner keys, MinHash bands, vectors), rule decider, and one store transaction
+(case, suggestions, decision, links, review task, hash-chained audit event).
+
+The store is first filled with synthetic cases by bench/store_scale.py's generator (LOAD ONLY:
+template texts, random band hashes and vectors; it measures cost, not linking quality). Requests
+are 500-character petitions built from varied templates, each with its own text; every fifth one
+repeats an earlier petitioner's phone so the same-petitioner path is exercised.
+
+The client (asyncio + httpx, one process) runs on the same machine as the server, so on a 2-core
+box it takes CPU from the server: the figures are a lower bound for a separate client.
+
+Usage:
+    .venv/bin/python bench/load.py --backend sqlite --cases 100000
+    .venv/bin/python bench/load.py --backend postgres --cases 100000 --concurrency 1 8 32 --requests 400
+One JSON object per concurrency level on stdout (and a summary); progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+PLACES = ["渝中区解放碑街道", "沙坪坝区小龙坎街道", "九龙坡区杨家坪街道", "南岸区南坪街道", "北碚区天生街道", "万州区高笋塘街道",
+          "江津区几江街道", "永川区中山路街道", "合川区南津街街道", "綦江区古南街道", "彭水县汉葭街道", "酉阳县桃花源街道"]
+OPENINGS = [
+    "我在{p}一家物流公司上班，公司已经连续{n}个月没有发工资，拖欠我工资共{m}元，人事一直推脱说要等老板签字。",
+    "{p}某小区物业公司为了催缴物业费，这周突然把{n}十多户业主家里的水电停了，家里有老人和小孩，生活非常困难。",
+    "{p}某路口一家烧烤店每天营业到凌晨{n}点，没有安装油烟净化设备，油烟直接排进居民楼，晚上吵得全楼睡不着。",
+    "{p}某村修路的征地补偿款还有{m}元没有发到农户手里，村里账目从来不公开，村民多次询问都没有结果。",
+    "我家住在{p}某小区，楼上卫生间漏水已经{n}个月，我家天花板发霉掉灰，找邻居和物业协调了几次都没有解决。",
+    "{p}某楼盘购房合同约定去年交房，到现在已经逾期{n}个月，开发商拒绝按合同支付逾期交房违约金，共涉及{m}元。",
+]
+MIDDLES = [
+    "我们先后打过12345热线，也到街道办反映过，工作人员答应尽快处理，但是到现在还是没有任何进展。",
+    "相关的合同、收据、照片和聊天记录我都保存着，可以随时提供给有关部门核实。",
+    "这件事已经严重影响了我们一家人的正常生活，老人身体不好，孩子还要上学，我们实在没有办法才写信反映。",
+    "希望有关部门能够高度重视，派人实地调查了解情况，依法依规作出处理，并把处理结果告诉我们。",
+    "我们也咨询过律师，律师建议先向主管部门反映，看能不能通过行政途径解决，尽量不要走诉讼程序。",
+]
+CLOSING = "恳请领导过问此事，督促相关单位尽快解决，切实维护群众的合法权益。谢谢！"
+
+
+def petition_text(rng: random.Random, chars: int) -> str:
+    place = rng.choice(PLACES)
+    text = rng.choice(OPENINGS).format(p=place, n=rng.randint(2, 9), m=rng.randint(3, 90) * 1000)
+    while len(text) < chars - len(CLOSING):
+        text += rng.choice(MIDDLES)
+    return (text[: chars - len(CLOSING)] + CLOSING)[:chars]
+
+
+def petition_body(rng: random.Random, i: int, chars: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": petition_text(rng, chars), "channel": "online",
+                            "submitted_at": "2026-03-01T10:00:00+08:00"}
+    # Every fifth petition comes from a repeat petitioner (same phone as an earlier one).
+    who = i // 5 if i % 5 == 0 else i
+    body["petitioner"] = {"phone": f"139{who % 100_000_000:08d}"}
+    return body
+
+
+def prepare_store(backend: str, cases: int, tmp: Path, pg_admin: str) -> tuple[str, str | None]:
+    """Create and fill the database; return (url, PostgreSQL database name to drop or None)."""
+    from store_scale import Generator, bulk_fill  # bench/store_scale.py
+
+    from triage.linking.features import load_default_featurizer
+    from triage.store import make_engine, upgrade
+
+    dim = load_default_featurizer().dim or 128
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'load.db'}"
+    else:
+        import sqlalchemy as sa
+
+        pg_name = f"triage_load_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{pg_name}"')
+        admin.dispose()
+        url = sa.make_url(pg_admin).set(database=pg_name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    t = time.perf_counter()
+    if cases:
+        bulk_fill(engine, Generator(dim), 0, cases)
+    print(f"store filled with {cases:,} synthetic cases in {time.perf_counter() - t:.1f}s (dim {dim})", file=sys.stderr)
+    engine.dispose()
+    return url, pg_name
+
+
+def drop_pg(pg_admin: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+async def run_level(base_url: str, key: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, headers={"X-API-Key": key}) as client:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    body = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t = time.perf_counter()
+                r = await client.post("/api/v1/petitions/triage", json=body)
+                latencies.append((time.perf_counter() - t) * 1000)
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    arr = np.array(latencies)
+    return {"concurrency": concurrency, "requests": len(latencies), "statuses": statuses,
+            "p50_ms": round(float(np.percentile(arr, 50)), 1), "p99_ms": round(float(np.percentile(arr, 99)), 1),
+            "mean_ms": round(statistics.fmean(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
+    ap.add_argument("--cases", type=int, default=100_000, help="synthetic cases stored before the run")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--chars", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    ap.add_argument("--no-ner", action="store_true", help="patterns + gazetteer only (TRIAGE_NER=false)")
+    ap.add_argument("--pg-admin", default=os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    args = ap.parse_args()
+
+    from tests.conftest import free_port
+    from triage.store import CaseStore, make_engine
+
+    tmp = Path(tempfile.mkdtemp(prefix="triage-load-"))
+    url, pg_name = prepare_store(args.backend, args.cases, tmp, args.pg_admin)
+    key_file = tmp / "pii.key"
+    env = {**os.environ, "TRIAGE_DATABASE_URL": url, "TRIAGE_PII_KEY_FILE": str(key_file), "TRIAGE_LOG_LEVEL": "WARNING",
+           "TRIAGE_RATE_LIMIT_PER_SECOND": "100000", "TRIAGE_RATE_LIMIT_BURST": "100000",
+           "TRIAGE_NER": "false" if args.no_ner else "true", "TRIAGE_DB_AUTO_UPGRADE": "never"}
+    from triage.store import load_pii_secret
+
+    store = CaseStore(make_engine(url), pii_secret=load_pii_secret(None, key_file))
+    _, key = store.create_api_key("load-bench", "clerk")
+    store.engine.dispose()
+    port = free_port()
+    log = (tmp / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "triage_cli.main", "serve", "--port", str(port), "--workers",
+                             str(args.workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {(tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server not ready after 180 s")
+            time.sleep(0.5)
+        rng = random.Random(20260301)
+        total = args.warmup + args.requests * len(args.concurrency)
+        bodies = [petition_body(rng, i, args.chars) for i in range(total)]
+        print(f"warm-up {args.warmup} requests", file=sys.stderr)
+        asyncio.run(run_level(base, key, bodies[: args.warmup], 2))
+        results = []
+        offset = args.warmup
+        for c in args.concurrency:
+            res = asyncio.run(run_level(base, key, bodies[offset: offset + args.requests], c))
+            offset += args.requests
+            res.update(backend=args.backend, stored_cases=args.cases, chars=args.chars, workers=args.workers,
+                       ner=not args.no_ner, cpus=os.cpu_count())
+            print(json.dumps(res, ensure_ascii=False), flush=True)
+            results.append(res)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if pg_name:
+            drop_pg(args.pg_admin, pg_name)
+    target = next((r for r in results if r["concurrency"] == 8), None)
+    if target:
+        print(json.dumps({"target_c8": {"p50_ms": target["p50_ms"], "p99_ms": target["p99_ms"],
+                                        "meets_p50_25ms": target["p50_ms"] <= 25, "meets_p99_100ms": target["p99_ms"] <= 100}}))
+
+
+if __name__ == "__main__":
+    main()

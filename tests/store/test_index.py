@@ -1,0 +1,102 @@
+"""SqlCaseIndex honours the CaseIndex contract on SQLite and PostgreSQL, and stays consistent across workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from tests.store.builders import SECRET, features, petition, result
+from triage.linking.index import CaseIndex, CaseSnapshot, LinkFeatures
+from triage.linking.memory import MemoryCaseIndex
+from triage.schemas import Entities, Place
+from triage.store import CaseStore, make_engine
+from triage.store.index import SqlCaseIndex
+
+
+@pytest.fixture()
+def store(db_url: str) -> Iterator[CaseStore]:
+    s = CaseStore(make_engine(db_url), pii_secret=SECRET, auto_upgrade=True)
+    yield s
+    s.engine.dispose()
+
+
+def _snap(i: int, keys: tuple[str, ...] = (), day: int = 1) -> CaseSnapshot:
+    return CaseSnapshot(case_id=f"X-{i}", text=f"第{i}件 小区噪声扰民", petitioner_keys=keys,
+                        submitted_at=datetime(2026, 3, day, tzinfo=UTC), status="auto",
+                        entities=Entities(place=Place(district="渝中区", subdivision="解放碑街道", basis="event")),
+                        district="渝中区", subdivision="解放碑街道")
+
+
+def test_sql_index_matches_memory_index(store: CaseStore) -> None:
+    sql, mem = SqlCaseIndex(store), MemoryCaseIndex()
+    assert isinstance(sql, CaseIndex)
+    for i in range(12):
+        snap = _snap(i, keys=("key-a",) if i % 3 == 0 else ("key-b",), day=1 + i)
+        feats = features(i, bands=(i % 4, 100 + i % 2, 1_000 + i))
+        sql.add(snap, feats)
+        mem.add(snap, feats)
+    assert len(sql) == len(mem) == 12
+    assert sql.petitioner_cases(["key-a"]) == mem.petitioner_cases(["key-a"]) == ["X-9", "X-6", "X-3", "X-0"]
+    assert sql.petitioner_cases(["key-a", "key-b"], limit=3) == ["X-11", "X-10", "X-9"]
+    assert sql.petitioner_cases([]) == [] and sql.petitioner_cases(["nobody"]) == []
+    assert sql.band_candidates([1, 101], limit=5) == [("X-1", 2), ("X-5", 2), ("X-9", 2), ("X-11", 1), ("X-3", 1)]
+    assert {c for c, n in mem.band_candidates([1, 101], limit=3)} == {"X-1", "X-5", "X-9"}
+    q = features(5).vector
+    assert q is not None
+    got, want = sql.vector_candidates(q, k=4), mem.vector_candidates(q, k=4)
+    assert [c for c, _ in got] == [c for c, _ in want] and got[0][0] == "X-5"
+    assert got[0][1] == pytest.approx(1.0, abs=1e-5)
+    snaps = sql.snapshots(["X-2", "missing", "X-0"])
+    assert [s.case_id for s in snaps] == ["X-2", "X-0"]
+    assert snaps[0] == _snap(2, keys=("key-b",), day=3)
+
+
+def test_sql_index_re_add_replaces_features(store: CaseStore) -> None:
+    sql = SqlCaseIndex(store)
+    sql.add(_snap(1, keys=("k1",)), features(1, bands=(1, 2)))
+    sql.add(_snap(2), features(2, bands=(2, 3)))
+    moved = features(2).vector
+    sql.add(_snap(1, keys=("k2",)), LinkFeatures(bands=(3,), vector=moved))
+    assert len(sql) == 2
+    assert sql.petitioner_cases(["k1"]) == [] and sql.petitioner_cases(["k2"]) == ["X-1"]
+    assert sql.band_candidates([1, 2, 3]) == [("X-2", 2), ("X-1", 1)]
+    assert moved is not None
+    top = sql.vector_candidates(moved, k=5)
+    assert {c for c, s in top if s > 0.999} == {"X-1", "X-2"} and len(top) == 2  # the replaced vector is gone
+
+
+def test_vector_mirror_sees_writes_of_other_workers(store: CaseStore, db_url: str) -> None:
+    reader = SqlCaseIndex(store)
+    assert reader.vector_candidates(np.ones(16, dtype=np.float32) / 4, k=3) == []
+    other = CaseStore(make_engine(db_url), pii_secret=SECRET)  # another API worker
+    for i in range(3):
+        p = petition(case_id=f"W-{i}", text=f"工地夜间施工噪声 {i}")
+        other.save_triage(p, result(p), actor="a", role="clerk", features=features(10 + i))
+    v = features(11).vector
+    assert v is not None
+    assert reader.vector_candidates(v, k=1)[0][0] == "W-1"
+    assert reader.vectors.last_seq > 0 and len(reader.vectors) == 3
+    assert reader.vectors.refresh() == 0  # nothing new: one cheap max(seq) query
+    other.engine.dispose()
+
+
+def test_vector_mirror_switches_to_ivf(store: CaseStore) -> None:
+    sql = SqlCaseIndex(store, ann_threshold=200, nprobe=64)  # nprobe ≥ nlist (64): IVF searches exhaustively here
+    for i in range(150):
+        sql.add(_snap(i), features(i, bands=()))
+    v17 = features(17).vector
+    assert v17 is not None
+    assert sql.vector_candidates(v17, k=3)[0][0] == "X-17" and sql.vectors.kind == "flat"
+    for i in range(150, 260):
+        sql.add(_snap(i), features(i, bands=()))
+    v = features(217).vector
+    assert v is not None
+    top = sql.vector_candidates(v, k=3)
+    assert sql.vectors.kind == "ivf" and len(sql.vectors) == 260
+    assert top[0][0] == "X-217" and len(top) == 3
+    assert sql.vector_candidates(v17, k=1)[0][0] == "X-17"  # vectors loaded before the switch are still found
+    with pytest.raises(ValueError, match="dimension"):
+        sql.vector_candidates(np.ones(8, dtype=np.float32), k=1)

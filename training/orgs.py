@@ -1,0 +1,225 @@
+"""Train the organisation tagger (triage/orgs.py) on the written corpus TRAIN split, choose on DEV.
+
+    .venv/bin/python -m training.orgs [--epochs 12] [--bits 18] [--out models/entities/org_tagger.npz]
+
+Averaged structured perceptron over BIOES tags. Inputs per record are the served extractor's own:
+normalised text, LAC words (serving/ner.py), and the rule candidates (`EntityExtractor.org_marks`).
+Gold: the record's `org` spans. The number of epochs is the one with the best DEV organisation F1
+(exact span, through the whole extractor); the test split is never read here. Deterministic: records
+are visited in a fixed seeded order. Writes the weights and a JSON card beside them (dev figures,
+epochs, data hashes, sha256 of the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triage.entities import ORG_TAGGER_PATH, EntityExtractor
+from triage.orgs import _ALLOWED, TAGS, Lexicon, OrgTagger, spans_to_tags
+from triage.schemas import Petition
+from triage.taxonomy import load_taxonomy
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "data/corpus/written"
+CACHE = ROOT / "var/cache/orgs"
+VERSION = "orgs-1"
+
+
+@dataclass
+class Example:
+    id: str
+    group: str
+    text: str
+    words: list[tuple[int, int, str]]
+    marks: dict[str, list[tuple[int, int]]]
+    gold: list[tuple[int, int]]
+    chunks: list[tuple[int, int]]
+
+
+def _gold_orgs(rec: dict[str, Any]) -> list[tuple[int, int]]:
+    spans = sorted({(int(e["start"]), int(e["end"])) for e in rec.get("entities") or [] if e.get("type") == "org"},
+                   key=lambda s: (s[0] - s[1], s[0]))
+    kept: list[tuple[int, int]] = []
+    for s, e in spans:  # longest first; nested or crossing spans cannot both be BIOES tags
+        if not any(s < ke and ks < e for ks, ke in kept):
+            kept.append((s, e))
+    return sorted(kept)
+
+
+def load_examples(split: str, extractor: EntityExtractor, lac: Any) -> list[Example]:
+    """Records of data/corpus/written/SPLIT.jsonl with LAC words cached under var/cache/orgs/ (per LAC version)."""
+    path = CORPUS / f"{split}.jsonl"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cache = CACHE / f"{split}-{digest}-{lac.version}.pkl"
+    records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    texts = [Petition.model_validate({k: r[k] for k in ("text", "title") if k in r}).text for r in records]
+    if cache.exists():
+        words_all = pickle.loads(cache.read_bytes())
+    else:
+        words_all = [lac.words(t) for t in texts]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps(words_all))
+    out = []
+    for rec, text, words in zip(records, texts, words_all, strict=True):
+        places = extractor._places(text)
+        out.append(Example(str(rec["id"]), str(rec.get("group") or rec["id"]), text, words, extractor.org_marks(text, words, places), _gold_orgs(rec),
+                           OrgTagger.chunks(text)))
+    return out
+
+
+def _transition_counts(tags: np.ndarray, chunks: list[tuple[int, int]]) -> np.ndarray:
+    counts = np.zeros((len(TAGS), len(TAGS)), dtype=np.float32)
+    for s, e in chunks:
+        if e - s > 1:
+            np.add.at(counts, (tags[s:e - 1], tags[s + 1:e]), 1)
+    return counts
+
+
+def build_lexicon(examples: list[Example]) -> Lexicon:
+    """Gold organisation surfaces (≥ 2 characters) with the bucketed share of their occurrences that are tagged."""
+    tagged: dict[str, int] = {}
+    for x in examples:
+        for s, e in x.gold:
+            if e - s >= 2:
+                tagged[x.text[s:e]] = tagged.get(x.text[s:e], 0) + 1
+    seen = dict.fromkeys(tagged, 0)
+    for x in examples:
+        for name in seen:
+            seen[name] += x.text.count(name)
+    return Lexicon({name: Lexicon.bucket(tagged[name] / max(seen[name], tagged[name])) for name in tagged})
+
+
+def _fold(group: str, folds: int) -> int:
+    return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
+
+
+def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds: int = 5,
+          on_epoch: Any = None) -> OrgTagger:
+    """Averaged perceptron; `on_epoch(epoch, tagger)` sees the averaged model after each epoch.
+
+    A training record sees the lexicon built from the other folds (groups of linked records stay in one
+    fold), so the weights learn how far a lexicon hit on an unseen record can be trusted.
+    """
+    n_tags = len(TAGS)
+    tagger = OrgTagger(np.zeros((1 << bits, n_tags), dtype=np.float32), np.zeros((n_tags, n_tags), dtype=np.float32), bits, VERSION,
+                       build_lexicon(examples))
+    fold_of = [_fold(x.group, folds) for x in examples]
+    lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
+    feats = [tagger.features(x.text, x.words, x.marks, lexicons[f]) for x, f in zip(examples, fold_of, strict=True)]
+    gold = [spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)]) for x in examples]
+    w, trans = tagger.weights_, tagger.transitions_
+    u_w = np.zeros_like(w)
+    u_t = np.zeros_like(trans)
+    rng = np.random.default_rng(seed)
+    c = 1.0
+    for epoch in range(1, epochs + 1):
+        for i in rng.permutation(len(examples)):
+            x, f, g = examples[i], feats[i], gold[i]
+            tagger._trans = np.where(_ALLOWED, trans, -1e9).astype(np.float32)
+            p = tagger.decode(tagger.emissions(f), x.chunks)
+            diff = np.flatnonzero(p != g)
+            if len(diff):
+                rows = f[diff]
+                cols_g = np.repeat(g[diff], rows.shape[1])
+                cols_p = np.repeat(p[diff], rows.shape[1])
+                rows = rows.ravel()
+                np.add.at(w, (rows, cols_g), 1.0)
+                np.add.at(w, (rows, cols_p), -1.0)
+                np.add.at(u_w, (rows, cols_g), c)
+                np.add.at(u_w, (rows, cols_p), -c)
+                dt = _transition_counts(g, x.chunks) - _transition_counts(p, x.chunks)
+                trans += dt
+                u_t += c * dt
+            c += 1
+        if on_epoch is not None:
+            on_epoch(epoch, _averaged(tagger, w, trans, u_w, u_t, c))
+    return _averaged(tagger, w, trans, u_w, u_t, c)
+
+
+def _averaged(tagger: OrgTagger, w: np.ndarray, trans: np.ndarray, u_w: np.ndarray, u_t: np.ndarray, c: float) -> OrgTagger:
+    return OrgTagger((w - u_w / c).astype(np.float32), (trans - u_t / c).astype(np.float32), tagger.bits, tagger.version,
+                     tagger.lexicon)
+
+
+def _inside_chunk(span: tuple[int, int], chunks: list[tuple[int, int]]) -> bool:
+    return any(s <= span[0] and span[1] <= e for s, e in chunks)
+
+
+def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
+    """Exact-span precision/recall/F1 of the tagger alone (no overlap resolution with other types)."""
+    tp = fp = fn = 0
+    for x in examples:
+        pred = set(tagger.spans(x.text, x.words, x.marks))
+        gold = set(x.gold)
+        tp += len(pred & gold)
+        fp += len(pred - gold)
+        fn += len(gold - pred)
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=12, help="maximum epochs; the best on dev is kept")
+    ap.add_argument("--bits", type=int, default=18, help="hashed feature rows = 2**bits")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, default=5, help="lexicon folds over the training records")
+    ap.add_argument("--out", type=Path, default=ORG_TAGGER_PATH)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from serving.ner import LacTagger
+    from training.entity_eval import entity_report
+
+    taxonomy = load_taxonomy()
+    lac = LacTagger()
+    rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
+    train_x = load_examples("train", rules, lac)
+    dev_x = load_examples("dev", rules, lac)
+    dev_records = [json.loads(line) for line in (CORPUS / "dev.jsonl").open(encoding="utf-8") if line.strip()]
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+
+    def on_epoch(epoch: int, tagger: OrgTagger) -> None:
+        served = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=tagger)
+        report = entity_report(dev_records, served)[0]
+        org = report["entities"]["org"]
+        row = {"epoch": epoch, "tagger_exact": tagger_f1(tagger, dev_x), "org_exact_f1": org["exact"]["f1"],
+               "org_overlap_f1": org["overlap"]["f1"]}
+        history.append(row)
+        logger.info("%s", json.dumps(row))
+        if not best or org["exact"]["f1"] > best["org_exact_f1"]:
+            best.update(row, tagger=tagger, report=report)
+
+    train(train_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
+    tagger: OrgTagger = best.pop("tagger")
+    report = best.pop("report")
+    card = {
+        "version": VERSION,
+        "command": f"python -m training.orgs --epochs {args.epochs} --bits {args.bits} --seed {args.seed} --folds {args.folds}",
+        "epochs": best["epoch"],
+        "train": {"records": len(train_x), "org_spans": sum(len(x.gold) for x in train_x),
+                  "sha256": hashlib.sha256((CORPUS / "train.jsonl").read_bytes()).hexdigest()},
+        "dev": {"records": len(dev_x), "sha256": hashlib.sha256((CORPUS / "dev.jsonl").read_bytes()).hexdigest(),
+                "entities": report["entities"], "district": report.get("district"), "history": history},
+        "lac": lac.version,
+    }
+    tagger.save(args.out, {"epochs": best["epoch"]})
+    card["sha256"] = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    args.out.with_suffix(".json").write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    logger.info("best epoch %s: dev org exact F1 %s → %s (%d bytes)", best["epoch"], best["org_exact_f1"], args.out,
+                args.out.stat().st_size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The link verifier: pair features → calibrated probability (logistic regression, numpy) → reasons.
+
+A pair is (the incoming petition, one earlier case from the candidates). Features compare the
+two texts (idf-weighted word cosine, character 3-gram Jaccard and containment, shared rare
+words), the entities (same petitioner, place, organisation, official, person name, amount,
+case number, plate) and the time between them. The model is a standardised logistic regression
+plus Platt calibration, trained by training/linking.py and stored as JSON: serving needs numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from triage.errors import ArtifactMismatchError
+from triage.linking.features import HashedTfidfEncoder, shingle_text, word_tokens
+from triage.schemas import Entities
+
+VERIFIER_FILE = "verifier.json"
+RARE_IDF = 6.0  # a word in fewer than ~0.3% of the fitting texts
+_DISTRICT_SUFFIX = re.compile(r"(区|县|自治县|新区|市)$")
+_MASKED = re.compile(r"\*")
+
+FEATURES = (
+    "word_cos", "char_jaccard", "char_containment", "rare_shared", "rare_only_query", "len_ratio",
+    "same_petitioner", "same_person_name", "same_subdivision", "district_same", "district_conflict",
+    "shared_place_detail", "shared_org", "org_conflict", "shared_official", "shared_amount", "amount_conflict",
+    "shared_case_number", "shared_plate", "log_days", "days_unknown",
+    "repeat_cue", "cue_x_cos", "cos_gap", "is_top",
+)
+# Context-free subset for same-issue grouping (hotspots): pairs of different petitioners, no ranking.
+ISSUE_FEATURES = ("word_cos", "char_jaccard", "char_containment", "rare_shared", "shared_org", "shared_place_detail",
+                  "log_days", "len_ratio", "district_conflict")
+# The writer says the matter was raised before (重信重访): 曾在网上反映, 再次反映, 打12345反映过, 至今未解决.
+REPEAT_CUE = re.compile(
+    r"(曾|已|之前|此前|先前|上次|前次|早在|多次|几次|两次|三次|又|再次|再一次|继续).{0,12}"
+    r"(反映|投诉|举报|留言|咨询|来信|来访|来电|打过|打12345|发帖|问过|申请)"
+    r"|(反映|投诉|举报|留言|咨询|问)过|再次|至今.{0,6}(未|没|无)|回复(说|称)|答复(说|称)?"
+)
+
+
+@dataclass
+class CaseView:
+    """What the verifier reads of one side of a pair (built once per text)."""
+
+    text: str
+    entities: Entities
+    petitioner_keys: frozenset[str] = frozenset()
+    submitted_at: datetime | None = None
+    district: str | None = None
+    subdivision: str | None = None
+    tfidf: tuple[np.ndarray, np.ndarray] = field(default=(np.zeros(0, np.int64), np.zeros(0, np.float32)))
+    shingles: frozenset[int] = frozenset()
+    rare_words: frozenset[str] = frozenset()
+    repeat_cue: bool = False
+
+
+def _entity_set(entities: Entities, kind: str, min_len: int = 2) -> set[str]:
+    return {e.text for e in entities.of_type(kind) if len(e.text) >= min_len and not _MASKED.search(e.text)}
+
+
+def _amounts(entities: Entities) -> set[float]:
+    return {round(float(e.value), 0) for e in entities.of_type("amount")
+            if isinstance(e.value, int | float) and float(e.value) >= 100}
+
+
+def _overlap(a: set[str], b: set[str]) -> bool:
+    """Any shared value, allowing one to contain the other (巴渝老灶火锅 / 杨家坪巴渝老灶火锅店)."""
+    if a & b:
+        return True
+    return any(len(x) >= 3 and len(y) >= 3 and (x in y or y in x) for x in a for y in b)
+
+
+def view_of(text: str, entities: Entities, encoder: HashedTfidfEncoder, *, petitioner_keys: Sequence[str] = (),
+            submitted_at: datetime | None = None, district: str | None = None, subdivision: str | None = None) -> CaseView:
+    """Precompute the per-text parts of the pair features."""
+    s = shingle_text(text)
+    shingles = frozenset(hash(s[i:i + 3]) for i in range(max(0, len(s) - 2)))
+    rare = frozenset(w for w in word_tokens(text) if len(w) >= 2 and encoder.idf[encoder_bucket(encoder, w)] >= RARE_IDF)
+    return CaseView(text=text, entities=entities, petitioner_keys=frozenset(petitioner_keys), submitted_at=submitted_at,
+                    district=district or entities.place.district, subdivision=subdivision or entities.place.subdivision,
+                    tfidf=encoder.tfidf(text), shingles=shingles, rare_words=rare, repeat_cue=bool(REPEAT_CUE.search(text)))
+
+
+def encoder_bucket(encoder: HashedTfidfEncoder, word: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little") % encoder.buckets
+
+
+def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:
+    """Features of (incoming petition q, earlier case c); every value a float, names in FEATURES."""
+    from triage.linking.features import sparse_cosine
+
+    inter = len(q.shingles & c.shingles)
+    union = len(q.shingles | c.shingles) or 1
+    smaller = min(len(q.shingles), len(c.shingles)) or 1
+    rare_shared = len(q.rare_words & c.rare_words)
+    qe, ce = q.entities, c.entities
+    persons = _overlap(_entity_set(qe, "person"), _entity_set(ce, "person"))
+    ident_q = _entity_set(qe, "phone", 7) | _entity_set(qe, "id_number", 15)
+    ident_c = _entity_set(ce, "phone", 7) | _entity_set(ce, "id_number", 15)
+    same_pet = bool(q.petitioner_keys & c.petitioner_keys) or bool(ident_q & ident_c)
+    districts_q = {e.text for e in qe.of_type("place") if _DISTRICT_SUFFIX.search(e.text)}
+    place_q = _entity_set(qe, "place", 3) - districts_q
+    place_c = _entity_set(ce, "place", 3) - {e.text for e in ce.of_type("place") if _DISTRICT_SUFFIX.search(e.text)}
+    orgs_q, orgs_c = _entity_set(qe, "org", 3), _entity_set(ce, "org", 3)
+    shared_org = _overlap(orgs_q, orgs_c)
+    am_q, am_c = _amounts(qe), _amounts(ce)
+    word_cos = sparse_cosine(q.tfidf, c.tfidf)
+    days = None
+    if q.submitted_at and c.submitted_at:
+        days = abs((q.submitted_at - c.submitted_at).total_seconds()) / 86400.0
+    return {
+        "word_cos": word_cos,
+        "char_jaccard": inter / union,
+        "char_containment": inter / smaller,
+        "rare_shared": math.log1p(rare_shared),
+        "rare_only_query": math.log1p(len(q.rare_words - c.rare_words)),
+        "len_ratio": abs(math.log((len(q.text) + 1) / (len(c.text) + 1))),
+        "same_petitioner": float(same_pet),
+        "same_person_name": float(persons),
+        "same_subdivision": float(bool(q.subdivision and q.subdivision == c.subdivision)),
+        "district_same": float(bool(q.district and q.district == c.district)),
+        "district_conflict": float(bool(q.district and c.district and q.district != c.district)),
+        "shared_place_detail": float(_overlap(place_q, place_c)),
+        "shared_org": float(shared_org),
+        "org_conflict": float(bool(orgs_q and orgs_c and not shared_org)),
+        "shared_official": float(_overlap(_entity_set(qe, "official"), _entity_set(ce, "official"))),
+        "shared_amount": float(bool(am_q & am_c)),
+        "amount_conflict": float(bool(am_q and am_c and not am_q & am_c)),
+        "shared_case_number": float(bool(_entity_set(qe, "case_number") & _entity_set(ce, "case_number"))),
+        "shared_plate": float(bool(_entity_set(qe, "plate") & _entity_set(ce, "plate"))),
+        "log_days": math.log1p(days) if days is not None else 0.0,
+        "days_unknown": float(days is None),
+        "repeat_cue": float(q.repeat_cue),
+        "cue_x_cos": float(q.repeat_cue) * word_cos,
+        "cos_gap": word_cos,  # set by add_query_context once all candidates are known
+        "is_top": 1.0,
+    }
+
+
+def add_query_context(feats: Sequence[dict[str, float]]) -> None:
+    """Set the features that compare a candidate with the other candidates of the same petition.
+
+    cos_gap: this candidate's word cosine minus the best other candidate's (0 when alone);
+    is_top: 1 for the candidate(s) with the highest word cosine.
+    """
+    cos = [f["word_cos"] for f in feats]
+    if not cos:
+        return
+    order = sorted(cos, reverse=True)
+    best, second = order[0], (order[1] if len(order) > 1 else 0.0)
+    for f in feats:
+        other = second if f["word_cos"] == best else best
+        f["cos_gap"] = f["word_cos"] - other
+        f["is_top"] = float(f["word_cos"] == best)
+
+
+def reasons_for(f: dict[str, float], days: float | None = None) -> list[str]:
+    """Short Chinese reasons an officer reads next to the link (no names, numbers or text quoted)."""
+    out = []
+    if f["same_petitioner"]:
+        out.append("同一信访人")
+    elif f["same_person_name"]:
+        out.append("同名信访人")
+    if f["same_subdivision"]:
+        out.append("同一街道/乡镇")
+    elif f["district_same"]:
+        out.append("同一区县")
+    if f["shared_place_detail"]:
+        out.append("同一地点")
+    if f["shared_org"]:
+        out.append("同一单位")
+    if f["shared_official"]:
+        out.append("同一被反映人")
+    if f["shared_case_number"]:
+        out.append("同一案号")
+    if f["shared_plate"]:
+        out.append("同一车牌")
+    if f["shared_amount"]:
+        out.append("金额相同")
+    out.append(f"相似度{f['word_cos']:.2f}")
+    if days is not None:
+        out.append(f"间隔{int(round(days))}天")
+    return out
+
+
+@dataclass(frozen=True)
+class LinkVerifier:
+    """Standardised logistic regression + Platt calibration; `threshold` is the decision threshold."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    platt_a: float
+    platt_b: float
+    threshold: float
+    version: str
+
+    def margin(self, rows: np.ndarray) -> np.ndarray:
+        return ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for feature rows [n, len(features)]."""
+        z = self.platt_a * self.margin(rows) + self.platt_b
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def matrix(self, feats: Sequence[dict[str, float]]) -> np.ndarray:
+        return np.asarray([[f[name] for name in self.features] for f in feats], dtype=np.float64).reshape(-1, len(self.features))
+
+    def to_json(self) -> dict[str, object]:
+        return {"version": self.version, "features": list(self.features), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
+                "platt": {"a": self.platt_a, "b": self.platt_b}, "threshold": self.threshold}
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> LinkVerifier:
+        """Raises ArtifactMismatchError when the file is missing or names features this code does not compute."""
+        if not path.exists():
+            raise ArtifactMismatchError(f"No link verifier at {path}. Train one with `triage train-linker`.")
+        d = json.loads(path.read_text(encoding="utf-8"))
+        unknown = [f for f in d["features"] if f not in FEATURES]
+        if unknown:
+            raise ArtifactMismatchError(f"{path}: verifier features {unknown} are not computed by this code; retrain it.")
+        return cls(features=tuple(d["features"]), mean=np.asarray(d["mean"]), scale=np.asarray(d["scale"]),
+                   coef=np.asarray(d["coef"]), intercept=float(d["intercept"]), platt_a=float(d["platt"]["a"]),
+                   platt_b=float(d["platt"]["b"]), threshold=float(d["threshold"]), version=str(d["version"]))

@@ -1,0 +1,267 @@
+"""Organisation names by a character-level sequence tagger learned from the corpus annotations.
+
+The rules of triage/entities.py propose organisation candidates (LAC ORG words, word runs ending in an
+organisation head, duty department names, suffix matches) and the gazetteer marks places; the writers'
+`org` spans decide which of them are names and where they start and end (区政府 yes, 法院 no; 家美装饰
+without a suffix; 12345 only as the hotline body). `OrgTagger` is an averaged structured perceptron over
+BIOES tags: per character, hashed features of the surrounding characters, the LAC word label and word,
+and every candidate source's position (begin/inside/end/single); first-order transitions; Viterbi
+decoding over clause chunks in one numpy batch. Pure numpy at serve time: the weights are one `.npz`
+(trained by `python -m training.orgs`, artifact in models/entities/).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+TAGS = ("O", "B", "I", "E", "S")
+_O, _B, _I, _E, _S = range(5)
+# Allowed tag bigrams (BIOES): after B/I comes I/E, after O/E/S comes O/B/S.
+_ALLOWED = np.array(
+    [[p in (_O, _E, _S) and n in (_O, _B, _S) or p in (_B, _I) and n in (_I, _E) for n in range(5)] for p in range(5)]
+)
+_START_OK = np.array([t in (_O, _B, _S) for t in range(5)])
+_END_OK = np.array([t in (_O, _E, _S) for t in range(5)])
+NEG = np.float32(-1e9)
+
+# Candidate channels the extractor passes in (name → spans); their order is part of the feature layout.
+CHANNELS = ("place", "department", "lac_org", "word_org", "suffix_org", "bare_org", "head")
+# Organisation names never cross these: decoding runs per chunk between them.
+_BREAKS = frozenset("。！？；!?;\n，,、：:（）()“”\"《》 \t")
+
+_QUOTED = re.compile(r"[“\"「『][^“”\"「」『』\n]{1,20}[”\"」』]")
+_MUL = np.uint64(0x100000001B3)
+_SEED_INT = 0x9E3779B97F4A7C15
+
+
+class Lexicon:
+    """Organisation names seen in training annotations, each with how often its occurrences were tagged (bucketed).
+
+    `matches(text)` → (start, end, bucket) leftmost-longest; buckets 1..4 for tagged share <0.2, <0.5, <0.8, ≥0.8.
+    """
+
+    def __init__(self, names: Mapping[str, int]) -> None:
+        self.names = dict(names)
+        ordered = sorted(self.names, key=len, reverse=True)
+        self._re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    @staticmethod
+    def bucket(share: float) -> int:
+        return 1 + int(share >= 0.2) + int(share >= 0.5) + int(share >= 0.8)
+
+    def matches(self, text: str) -> list[tuple[int, int, int]]:
+        if self._re is None:
+            return []
+        return [(m.start(), m.end(), self.names[m.group()]) for m in self._re.finditer(text)]
+
+
+def _stable_id(s: str) -> int:
+    return zlib.crc32(s.encode("utf-8"))
+
+
+def _bies(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint64]:
+    """Per character: 0 outside, 1 begin, 2 inside, 3 end, 4 single-character span (later spans win)."""
+    out = np.zeros(n, dtype=np.uint64)
+    for s, e in spans:
+        if e - s == 1:
+            out[s] = 4
+        elif e > s:
+            out[s] = 1
+            out[s + 1:e - 1] = 2
+            out[e - 1] = 3
+    return out
+
+
+class OrgTagger:
+    """BIOES tagger: `spans(text, words, marks)` → organisation (start, end) spans."""
+
+    def __init__(self, weights: npt.NDArray[np.float32], transitions: npt.NDArray[np.float32], bits: int, version: str,
+                 lexicon: Lexicon | None = None) -> None:
+        self.lexicon = lexicon or Lexicon({})
+        self.weights_ = weights
+        self.transitions_ = transitions
+        self.bits = bits
+        self.version = version
+        self._mask = np.uint64((1 << bits) - 1)
+        self._trans = np.where(_ALLOWED, transitions, NEG).astype(np.float32)
+
+    # -- persistence
+    @classmethod
+    def load(cls, path: Path) -> OrgTagger:
+        """Weights from the `.npz` written by `save` (rows stored sparsely: only the ones training touched)."""
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = np.zeros((1 << int(meta["bits"]), len(TAGS)), dtype=np.float32)
+            weights[z["rows"]] = z["values"].astype(np.float32)
+            return cls(weights, z["transitions"].astype(np.float32), int(meta["bits"]), str(meta["version"]),
+                       Lexicon(meta.get("lexicon", {})))
+
+    def save(self, path: Path, extra: Mapping[str, object] | None = None) -> None:
+        rows = np.flatnonzero(np.any(self.weights_ != 0, axis=1)).astype(np.int32)
+        meta = {"version": self.version, "bits": self.bits, "tags": TAGS, "channels": CHANNELS, **(extra or {}),
+                "lexicon": self.lexicon.names}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez_compressed(f, rows=rows, values=self.weights_[rows].astype(np.float16),
+                                transitions=self.transitions_.astype(np.float32), meta=np.array(json.dumps(meta, ensure_ascii=False)))
+
+    # -- features
+    def features(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+                 lexicon: Lexicon | None = None) -> npt.NDArray[np.int64]:
+        """(len(text), n_templates) hashed feature rows (`lexicon` replaces the model's own, for training folds)."""
+        n = len(text)
+        lex = np.zeros(n, dtype=np.uint64)
+        for s, e, b in (lexicon or self.lexicon).matches(text):
+            pos = _bies(n, [(s, e)])[s:e]
+            lex[s:e] = pos * np.uint64(8) + np.uint64(b)
+        # the nearest organisation head ending to the right (distance ≤ 12, which head): 砂石|厂, 颐养|院
+        head_ahead = np.zeros(n, dtype=np.uint64)
+        for s, e in reversed(marks.get("head", ())):
+            lo = max(0, e - 13)
+            head_ahead[lo:e] = (np.arange(e - lo, 0, -1, dtype=np.uint64) << np.uint64(32)) + np.uint64(_stable_id(text[s:e]))
+        # inside quotation marks (“夕阳红颐养院”): quoted names often have no suffix
+        quoted = np.zeros(n, dtype=np.uint64)
+        for m in _QUOTED.finditer(text):
+            quoted[m.start() + 1:m.end() - 1] = 1
+            if m.end() - m.start() > 2:
+                quoted[m.start() + 1] = 2
+                quoted[m.end() - 2] = 3
+        cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        digit = (cp >= 48) & (cp <= 57)
+        cp = np.where(digit, np.uint64(48), cp)  # all ASCII digits read as 0
+        ctype = np.where(digit, 1, np.where(cp < 128, 2, np.where((cp >= 0x4E00) & (cp <= 0x9FA5), 3, 4))).astype(np.uint64)
+        pad = np.array([1, 2], dtype=np.uint64)
+        c = np.concatenate([pad, cp, pad + 2, pad + 4])  # c[i + 2] is text[i]
+        lab = np.zeros(n, dtype=np.uint64)
+        word = np.zeros(n, dtype=np.uint64)
+        wpos = np.zeros(n, dtype=np.uint64)
+        prev_lab = np.zeros(n, dtype=np.uint64)
+        next_lab = np.zeros(n, dtype=np.uint64)
+        labels = [_stable_id(w[2]) for w in words]
+        for k, (s, e, _) in enumerate(words):
+            lab[s:e] = labels[k]
+            word[s:e] = _stable_id(text[s:e]) if e - s > 1 else 0
+            wpos[s:e] = 2
+            wpos[s] = 1
+            wpos[e - 1] = 4 if e - s == 1 else 3
+            prev_lab[s:e] = labels[k - 1] if k else 0
+            next_lab[s:e] = labels[k + 1] if k + 1 < len(words) else 0
+        m = {ch: _bies(n, marks.get(ch, ())) for ch in CHANNELS}
+        all_marks = np.zeros(n, dtype=np.uint64)
+        for ch in CHANNELS:
+            all_marks = all_marks * np.uint64(5) + m[ch]
+        ctx = [c[k:k + n] for k in range(5)]  # text[i-2] … text[i+2]
+        ct_pad = np.concatenate([np.zeros(1, dtype=np.uint64), ctype, np.zeros(1, dtype=np.uint64)])
+        templates: list[tuple[npt.NDArray[np.uint64], ...]] = [
+            (np.zeros(n, dtype=np.uint64),),  # bias
+            *((x,) for x in ctx),
+            (ctx[1], ctx[2]), (ctx[2], ctx[3]), (ctx[0], ctx[1]), (ctx[3], ctx[4]), (ctx[1], ctx[2], ctx[3]),
+            (ct_pad[:-2], ctype, ct_pad[2:]),
+            (lab, wpos), (lab, wpos, ctx[2]), (prev_lab, lab), (lab, next_lab), (word, wpos),
+            *((m[ch],) for ch in CHANNELS),
+            (all_marks,), (all_marks, wpos), (m["head"], ctx[2]), (m["place"], lab),
+            (lex,), (lex, m["bare_org"]), (head_ahead,), (head_ahead >> np.uint64(32), lab), (quoted,), (quoted, lab),
+            (ctx[3], ctx[4], c[5:5 + n]),
+        ]
+        cols = np.empty((n, len(templates)), dtype=np.int64)
+        for t, atoms in enumerate(templates):
+            h = np.full(n, (_SEED_INT * (t + 1)) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+            for a in atoms:
+                h = (h ^ a) * _MUL
+            cols[:, t] = ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64)
+        return cols
+
+    # -- decoding
+    @staticmethod
+    def chunks(text: str) -> list[tuple[int, int]]:
+        out, start = [], None
+        for i, ch in enumerate(text):
+            if ch in _BREAKS:
+                if start is not None:
+                    out.append((start, i))
+                start = None
+            elif start is None:
+                start = i
+        if start is not None:
+            out.append((start, len(text)))
+        return out
+
+    def emissions(self, feats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        return self.weights_[feats].sum(axis=1)  # type: ignore[no-any-return]
+
+    def decode(self, emissions: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]]) -> npt.NDArray[np.int64]:
+        """Best BIOES path per chunk (one numpy batch over the chunks); characters outside chunks are O."""
+        return viterbi_chunks(emissions, chunks, self._trans)
+
+    def spans(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]]
+              ) -> list[tuple[int, int]]:
+        if not text:
+            return []
+        tags = self.decode(self.emissions(self.features(text, words, marks)), self.chunks(text))
+        return tags_to_spans(tags)
+
+
+def viterbi_chunks(em: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32]
+                   ) -> npt.NDArray[np.int64]:
+    tags = np.zeros(len(em), dtype=np.int64)
+    if not chunks:
+        return tags
+    order = sorted(range(len(chunks)), key=lambda i: chunks[i][0] - chunks[i][1])  # longest first
+    lens = np.array([chunks[i][1] - chunks[i][0] for i in order])
+    b, t_max = len(order), int(lens[0])
+    e = np.full((b, t_max, len(TAGS)), 0, dtype=np.float32)
+    for row, i in enumerate(order):
+        s, en = chunks[i]
+        e[row, : en - s] = em[s:en]
+    back = np.zeros((t_max, b, len(TAGS)), dtype=np.int64)
+    score = np.where(_START_OK, e[:, 0], NEG)
+    ends = np.full((b, len(TAGS)), NEG, dtype=np.float32)
+    ends[lens == 1] = score[lens == 1]
+    active = np.searchsorted(-lens, -np.arange(t_max + 1), side="left")  # rows with len > t
+    for t in range(1, t_max):
+        n = active[t]
+        cand = score[:n, :, None] + trans[None]  # [b, prev, next]
+        back[t, :n] = cand.argmax(axis=1)
+        score = cand.max(axis=1) + e[:n, t]
+        done = lens[:n] == t + 1
+        ends[:n][done] = score[done]
+    ends = np.where(_END_OK, ends, NEG)
+    for row, i in enumerate(order):
+        s, en = chunks[i]
+        k = int(ends[row].argmax())
+        for t in range(en - s - 1, -1, -1):
+            tags[s + t] = k
+            k = int(back[t, row, k])
+    return tags
+
+
+def tags_to_spans(tags: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    out, start = [], -1
+    for i, t in enumerate(tags.tolist()):
+        if t == _S:
+            out.append((i, i + 1))
+        elif t == _B:
+            start = i
+        elif t == _E and start >= 0:
+            out.append((start, i + 1))
+            start = -1
+        elif t == _O:
+            start = -1
+    return out
+
+
+def spans_to_tags(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.int64]:
+    tags = np.zeros(n, dtype=np.int64)
+    for s, e in spans:
+        if e - s == 1:
+            tags[s] = _S
+        else:
+            tags[s], tags[s + 1:e - 1], tags[e - 1] = _B, _I, _E
+    return tags
