@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,41 @@ def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds:
         if on_epoch is not None:
             on_epoch(epoch, _averaged(tagger, w, trans, u_w, u_t, c))
     return _averaged(tagger, w, trans, u_w, u_t, c)
+
+
+def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter: int, folds: int = 5) -> OrgTagger:
+    """Linear-chain CRF (python-crfsuite, L-BFGS with elastic net) on the same hashed features, per chunk.
+
+    CRFsuite's state and transition weights are copied into the numpy tagger, whose Viterbi gives the same
+    argmax (a linear-chain CRF decodes by its summed weights).
+    """
+    import pycrfsuite
+
+    n_tags = len(TAGS)
+    tagger = OrgTagger(np.zeros((1 << bits, n_tags), dtype=np.float32), np.zeros((n_tags, n_tags), dtype=np.float32), bits, VERSION,
+                       build_lexicon(examples))
+    fold_of = [_fold(x.group, folds) for x in examples]
+    lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
+    trainer = pycrfsuite.Trainer(verbose=False)
+    for x, f in zip(examples, fold_of, strict=True):
+        feats = tagger.features(x.text, x.words, x.marks, lexicons[f])
+        tags = spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)])
+        for s, e in x.chunks:
+            trainer.append([[str(v) for v in row] for row in feats[s:e].tolist()], [TAGS[t] for t in tags[s:e]])
+    trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iter, "feature.possible_transitions": True})
+    CACHE.mkdir(parents=True, exist_ok=True)
+    model_path = CACHE / f"crf-{os.getpid()}.crfsuite"
+    trainer.train(str(model_path))
+    crf = pycrfsuite.Tagger()
+    crf.open(str(model_path))
+    info = crf.info()
+    for (attr, label), weight in info.state_features.items():
+        tagger.weights_[int(attr), TAGS.index(label)] = weight
+    for (a, b), weight in info.transitions.items():
+        tagger.transitions_[TAGS.index(a), TAGS.index(b)] = weight
+    crf.close()
+    model_path.unlink()
+    return OrgTagger(tagger.weights_, tagger.transitions_, bits, VERSION, tagger.lexicon)
 
 
 def _averaged(tagger: OrgTagger, w: np.ndarray, trans: np.ndarray, u_w: np.ndarray, u_t: np.ndarray, c: float) -> OrgTagger:
