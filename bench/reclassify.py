@@ -154,14 +154,52 @@ def run_mode(name: str, data: Path, args: list[str]) -> dict:
             "cpu_ms_per_case": round(1000 * cpu / max(1, summary["processed"]), 2)}
 
 
+def stage_cpu(path: Path, n: int) -> dict:
+    """CPU ms per case of each stage, one process, entities reused (process_time: robust to other load)."""
+    from training.jobs.reclassify import DEFAULT_MODEL, DEFAULT_RULES, _extractor_version
+    from training.jobs.sources import stage_record
+    from training.jobs.triager import BatchTriager, TriagerConfig, staged_petition
+    from triage.pipeline import DecisionContext
+
+    lines = path.read_text(encoding="utf-8").splitlines()[:n]
+    c0 = time.process_time()
+    rows = [stage_record(json.loads(line), seq=i, source="bench", line=i + 1) for i, line in enumerate(lines)]
+    c_stage = time.process_time() - c0
+    tr = BatchTriager(TriagerConfig(model_dir=str(DEFAULT_MODEL), rules_path=str(DEFAULT_RULES), ner=True,
+                                    as_of="2026-11-26T09:00:00+08:00", extractor_version=_extractor_version(True)))
+    tr.triage_rows(rows[:64])  # warm-up
+    cpu = {"stage (parse + validate)": c_stage, "petition + entities": 0.0, "classify": 0.0, "decide": 0.0}
+    for i in range(0, len(rows), 64):
+        batch = rows[i:i + 64]
+        c0 = time.process_time()
+        prepared = [(staged_petition(r["petition"]), tr._entities(r, "", None)[0]) for r in batch]  # type: ignore[arg-type]
+        c1 = time.process_time()
+        sugg = tr._suggestions([p.text for p, _ in prepared])
+        c2 = time.process_time()
+        for (p, e), sg in zip(prepared, sugg, strict=True):
+            tr.decider.decide(DecisionContext(p, p.text, e, sg, [], tr.taxonomy, {}))
+        c3 = time.process_time()
+        cpu["petition + entities"] += c1 - c0
+        cpu["classify"] += c2 - c1
+        cpu["decide"] += c3 - c2
+    out = {k: round(1000 * v / len(rows), 3) for k, v in cpu.items()}
+    out["total"] = round(sum(out.values()), 3)
+    out["implied 2-core rate /s"] = round(2000 / out["total"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--extract-records", type=int, default=5_000)
     ap.add_argument("--modes", default="local1,local2,ray2,extract2,flat")
     ap.add_argument("--checkpoint-every", type=int, default=10_000)
+    ap.add_argument("--stages", type=int, default=0, help="only measure CPU ms per stage on this many records")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.stages:
+        print(json.dumps(stage_cpu(build_input(args.extract_records), args.stages), indent=2))
+        return
     data = build_input(args.records)
     small = build_input(args.extract_records)
     ck = ["--checkpoint-every", str(args.checkpoint_every)]

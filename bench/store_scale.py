@@ -1,25 +1,34 @@
-"""How the case store scales: write rate, link-candidate query latency, memory — at 10k, 100k (1M) cases.
+"""How the case store scales: write rate, link-candidate query latency, memory — at 10k, 100k, 1M cases.
 
 SYNTHETIC DATA FOR LOAD ONLY. The generator below makes template texts, random band hashes with
-controlled sharing inside "matter clusters" and random unit vectors around cluster centres. It
-exists to put rows in tables and measure cost; it says nothing about linking accuracy and must
+controlled sharing inside "matter clusters" (and, with --hot-fraction, mass-petition "campaigns"
+whose cases share 24 of 32 band values: hot bands) and random unit vectors around cluster centres.
+It exists to put rows in tables and measure cost; it says nothing about linking accuracy and must
 never be used for accuracy claims.
 
 For each store size it measures, in one run (so the figures are comparable):
 
-* bulk fill rate (the generator's loader: PostgreSQL COPY through psycopg, SQLite executemany) —
-  this is how the bench fills the store, not how the product ingests;
+* bulk fill (the generator's loader: PostgreSQL COPY through psycopg, SQLite executemany, with the
+  case/link tables' secondary indexes and constraints dropped during the load and rebuilt after it,
+  then ANALYZE; the tables stay logged) — this is how the bench fills the store, not how the product
+  ingests;
 * product write rate: `CaseStore.register_many` in batches of 200 (case, petitioner keys, 32 band
   hashes, vector, audit event with the hash chain) — features precomputed, no NER;
-* the link-candidate query the linker makes per petition, through `SqlCaseIndex`: petitioner
-  cases + band candidates (32 bands) + vector candidates (k=20, faiss mirror) + snapshots of the
-  union of the top 20 of each — p50/p99 per part and in total;
-* the vector mirror's first load (time) and the process RSS after it.
+* the link-candidate step of `CaseLinker.candidates`, through `SqlCaseIndex`, with the linker's
+  default limits: petitioner cases (50) + band candidates (32 bands, 50) + vector candidates (30,
+  faiss mirror) + snapshots of the union — client p50/p99 per part and in total over --queries
+  queries; the band query also with a per-band fan-out cap (`band_fanout`) on the same features;
+* on PostgreSQL the server-side time of the same statements (EXPLAIN ANALYZE replay of the first
+  --explain queries), which busy client cores do not inflate; plus two contention probes timed
+  between queries (a fixed numpy job, a bare SELECT 1) to show what the machine adds to the tail;
+* the vector mirror's first load (time), the process RSS before/after it, and the IVF recall
+  against exact search on the same (synthetic) vectors.
 
 Usage:
     .venv/bin/python bench/store_scale.py --backend sqlite --sizes 10000 100000
     .venv/bin/python bench/store_scale.py --backend postgres --sizes 10000 100000 1000000
-One JSON object per size on stdout; progress on stderr.
+    .venv/bin/python bench/store_scale.py --backend postgres --sizes 1000000 --pg-db NAME --keep   # reuse / keep a store
+One JSON object per size on stdout; progress on stderr. Results: bench/README.md.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from triage.linking.index import LinkFeatures  # noqa: E402
+from triage.linking.linker import CandidateLimits  # noqa: E402
 from triage.schemas import Petition  # noqa: E402
 from triage.store import CaseStore, Registration, make_engine, upgrade  # noqa: E402
 from triage.store.index import SqlCaseIndex  # noqa: E402
@@ -80,9 +90,11 @@ def _uniform(x: np.ndarray, salt: int) -> np.ndarray:
 class Generator:
     """Deterministic synthetic cases in matter clusters (LOAD ONLY — see the module docstring)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, hot_fraction: float = 0.0, campaigns: int = 20) -> None:
         self.dim = dim
         self.t0 = datetime(2024, 1, 1, tzinfo=UTC)
+        self.hot_permille = int(round(hot_fraction * 1000))
+        self.campaigns = campaigns
 
     @staticmethod
     def clusters(ids: np.ndarray) -> np.ndarray:
@@ -93,7 +105,21 @@ class Generator:
         c, b = self.clusters(ids)[:, None], np.arange(BANDS, dtype=np.int64)[None, :]
         shared, own = _mix(c * 64 + b, 1), _mix(ids[:, None] * 64 + b, 2)
         mask = (_mix(ids[:, None] * 64 + b, 3) & np.uint64(1)).astype(bool)
-        return np.where(mask, shared, own).view(np.int64)
+        out = np.where(mask, shared, own)
+        if self.hot_permille:
+            # "Campaigns" (mass petitions, one template): hot_fraction of all cases fall into one of `campaigns`
+            # groups sharing 24 of 32 band values, so a hot band holds hot_fraction·N/campaigns cases.
+            hot = (_mix(ids, 10) % np.uint64(1000) < np.uint64(self.hot_permille))[:, None] & (b < 24)
+            camp = (_mix(ids, 11) % np.uint64(self.campaigns)).astype(np.int64)[:, None]
+            out = np.where(hot, _mix(camp * 64 + b + (1 << 45), 12), out)
+        return out.view(np.int64)
+
+    def hot_bands(self) -> list[int]:
+        """The campaigns' shared band values (empty without --hot-fraction)."""
+        if not self.hot_permille:
+            return []
+        camp, b = np.arange(self.campaigns, dtype=np.int64)[:, None], np.arange(24, dtype=np.int64)[None, :]
+        return _mix(camp * 64 + b + (1 << 45), 12).view(np.int64).ravel().tolist()  # type: ignore[no-any-return]
 
     def vectors(self, ids: np.ndarray, noise: float = 0.6) -> np.ndarray:
         d = np.arange(self.dim, dtype=np.int64)[None, :]
@@ -120,18 +146,67 @@ class Generator:
         return out
 
 
-def bulk_fill(engine: sa.Engine, gen: Generator, start: int, stop: int, chunk: int = 20_000) -> float:
-    """Insert synthetic cases [start, stop) with keys, bands and vectors; return seconds."""
+def bulk_fill(engine: sa.Engine, gen: Generator, start: int, stop: int, chunk: int = 20_000) -> dict[str, float]:
+    """Insert synthetic cases [start, stop) with keys, bands and vectors, the link tables' indexes and
+    constraints dropped during the load and rebuilt after it (then ANALYZE); returns seconds per phase."""
     t = time.perf_counter()
     now = datetime.now(UTC)
+    rebuild = _drop_link_indexes(engine)
+    t_drop = time.perf_counter()
     for lo in range(start, stop, chunk):
         rows = gen.rows(lo, min(stop, lo + chunk))
         if engine.dialect.name == "postgresql":
             _copy_pg(engine, rows, now)
         else:
             _executemany_sqlite(engine, rows, now)
-        print(f"  filled {min(stop, lo + chunk):,}", file=sys.stderr, flush=True)
-    return time.perf_counter() - t
+        if (lo // chunk) % 10 == 0 or lo + chunk >= stop:
+            print(f"  filled {min(stop, lo + chunk):,} ({time.perf_counter() - t_drop:.0f} s, load {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr, flush=True)
+    t_load = time.perf_counter()
+    with engine.connect() as c:
+        if engine.dialect.name == "postgresql":
+            c.exec_driver_sql("SET maintenance_work_mem = '1GB'")
+        for ddl in rebuild:
+            t1 = time.perf_counter()
+            c.exec_driver_sql(ddl)
+            c.commit()
+            print(f"  {time.perf_counter() - t1:6.1f} s  {ddl[:110]}", file=sys.stderr, flush=True)
+        t_index = time.perf_counter()
+        c.exec_driver_sql("ANALYZE")
+        c.commit()
+    t_end = time.perf_counter()
+    return {"load_s": t_load - t, "index_s": t_index - t_load, "analyze_s": t_end - t_index, "total_s": t_end - t}
+
+
+LINK_TABLES = ("cases", "case_bands", "case_petitioner_keys", "case_vectors")
+
+
+def _drop_link_indexes(engine: sa.Engine) -> list[str]:
+    """Drop the secondary indexes and constraints of the case/link tables (cases keeps its primary key);
+    return the DDL that recreates them exactly (unique/primary keys, then indexes, then foreign keys)."""
+    with engine.begin() as c:
+        if engine.dialect.name == "postgresql":
+            tables = ", ".join(f"'{t}'::regclass" for t in LINK_TABLES)
+            cons = c.exec_driver_sql(
+                f"SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                f"WHERE conrelid IN ({tables}) AND contype IN ('p', 'u', 'f') "
+                f"AND NOT (conrelid = 'cases'::regclass AND contype = 'p')").all()
+            idx = c.exec_driver_sql(
+                f"SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid IN ({tables}) "
+                f"AND indexrelid NOT IN (SELECT conindid FROM pg_constraint)").all()
+            for tab, name, _, _ in sorted(cons, key=lambda r: r[2] != "f"):  # foreign keys first
+                c.exec_driver_sql(f'ALTER TABLE {tab} DROP CONSTRAINT "{name}"')
+            for name, _ in idx:
+                c.exec_driver_sql(f'DROP INDEX "{name}"')
+            return ([f'ALTER TABLE {tab} ADD CONSTRAINT "{name}" {d}' for tab, name, k, d in cons if k != "f"]
+                    + [d for _, d in idx]
+                    + [f'ALTER TABLE {tab} ADD CONSTRAINT "{name}" {d}' for tab, name, k, d in cons if k == "f"])
+        rows = c.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN "
+            f"({', '.join(repr(t) for t in LINK_TABLES)})").all()
+        for name, _ in rows:
+            c.exec_driver_sql(f'DROP INDEX "{name}"')
+        return [ddl for _, ddl in rows]
 
 
 def _case_tuple(r: dict[str, object], now: datetime) -> tuple[object, ...]:
@@ -141,6 +216,15 @@ def _case_tuple(r: dict[str, object], now: datetime) -> tuple[object, ...]:
 
 CASE_COLS = ("id, text, content_hash, submitted_at, channel, status, priority, confidential, source, created_at, "
              "updated_at, version")
+
+
+def _band_lines(rows: list[dict[str, object]]) -> str:
+    """COPY text for case_bands: one line per distinct (case, band)."""
+    mat = np.stack([r["bands"] for r in rows])  # type: ignore[arg-type]
+    srt = np.sort(mat, axis=1)
+    if (srt[:, 1:] == srt[:, :-1]).any():  # a repeated band inside one case: keep the first only
+        return "".join(f"{r['id']}\t{b}\n" for r in rows for b in dict.fromkeys(r["bands"].tolist()))  # type: ignore[union-attr]
+    return "".join(f"{r['id']}\t{b}\n" for r, bs in zip(rows, mat.tolist(), strict=True) for b in bs)
 
 
 def _copy_pg(engine: sa.Engine, rows: list[dict[str, object]], now: datetime) -> None:
@@ -155,9 +239,7 @@ def _copy_pg(engine: sa.Engine, rows: list[dict[str, object]], now: datetime) ->
                 for r in rows:
                     cp.write_row((r["id"], r["key"]))
             with cur.copy("COPY case_bands (case_id, band) FROM STDIN") as cp:
-                for r in rows:
-                    for b in dict.fromkeys(r["bands"].tolist()):  # type: ignore[union-attr]
-                        cp.write_row((r["id"], b))
+                cp.write(_band_lines(rows))
             with cur.copy("COPY case_vectors (case_id, dim, vector) FROM STDIN") as cp:
                 for r in rows:
                     v = r["vector"]
@@ -219,82 +301,210 @@ def _near(v: np.ndarray, q: int) -> np.ndarray:
     return (w / np.linalg.norm(w)).astype(np.float32)
 
 
-def measure_queries(index: SqlCaseIndex, gen: Generator, stored: int, n: int) -> dict[str, dict[str, float]]:
-    parts: dict[str, list[float]] = {"petitioner": [], "bands": [], "vectors": [], "snapshots": [], "total": []}
-    for keys, bands, vec in queries(gen, stored, n):
-        t0 = time.perf_counter()
-        pc = index.petitioner_cases(keys, limit=50)
+class StatementLog:
+    """Records the SQL statements of the query parts (PostgreSQL) to replay them under EXPLAIN ANALYZE."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.part: str | None = None
+        self.seen: list[tuple[str, str, object]] = []
+        sa.event.listen(engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, conn: object, cursor: object, statement: str, parameters: object, context: object,
+                    executemany: bool) -> None:
+        if self.part is not None:
+            self.seen.append((self.part, statement, parameters))
+
+    def server_times(self, engine: sa.Engine) -> dict[str, dict[str, float]]:
+        """Replay every recorded statement with EXPLAIN (ANALYZE, BUFFERS): per query and part, the summed
+        server execution and planning times (not sensitive to client CPU contention)."""
+        per: dict[tuple[int, str], list[float]] = {}
+        q = -1
+        with engine.connect() as c:
+            for part, stmt, params in self.seen:
+                if part == "petitioner":
+                    q += 1
+                plan = c.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {stmt}", params).scalar_one()  # type: ignore[arg-type]
+                plan = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
+                acc = per.setdefault((q, part), [0.0, 0.0])
+                acc[0] += plan["Execution Time"]
+                acc[1] += plan["Planning Time"]
+            c.rollback()
+        out: dict[str, dict[str, float]] = {}
+        for part in dict.fromkeys(p for _, p in per):
+            ex = [v[0] for (_, p), v in per.items() if p == part]
+            pl = [v[1] for (_, p), v in per.items() if p == part]
+            out[part] = {"exec_p50": _pct(ex, 50), "exec_p99": _pct(ex, 99), "exec_max": round(max(ex), 2),
+                         "plan_p50": _pct(pl, 50), "n": len(ex)}
+        return out
+
+
+def _pct(v: list[float], q: float) -> float:
+    return round(float(np.percentile(v, q)), 2)
+
+
+def measure_queries(index: SqlCaseIndex, capped: SqlCaseIndex | None, gen: Generator, stored: int, n: int,
+                    log: StatementLog | None = None, explain: int = 0) -> dict[str, dict[str, float]]:
+    """The linker's candidate step (CaseLinker.candidates): petitioner cases, band candidates, vector candidates with
+    the linker's default limits, then snapshots of the union. `capped` (optional) runs the band query with a per-band
+    fan-out cap on the same features; `total_capped` is the total with that band query instead."""
+    lim = CandidateLimits()
+    parts: dict[str, list[float]] = {"petitioner": [], "bands": [], "vectors": [], "snapshots": [], "total": [],
+                                     "candidates": []}
+    if capped is not None:
+        parts["bands_capped"], parts["total_capped"] = [], []
+    # Contention probes timed between queries: a fixed 2M-multiply-add numpy job and a bare `SELECT 1` round trip.
+    # Their p99/p50 shows how much of a query's tail is the busy machine rather than the store.
+    parts["probe_cpu"], parts["probe_select1"] = [], []
+    probe_m = np.ones((4096, 512), dtype=np.float32)
+    probe_engine = index.store.engine.execution_options(isolation_level="AUTOCOMMIT")
+    for q, (keys, bands, vec) in enumerate(queries(gen, stored, n)):
+        t = time.perf_counter()
+        probe_m @ vec
         t1 = time.perf_counter()
-        bc = index.band_candidates(bands, limit=100)
+        with probe_engine.connect() as pc_:
+            pc_.exec_driver_sql("SELECT 1").all()
+        parts["probe_cpu"].append((t1 - t) * 1000)
+        parts["probe_select1"].append((time.perf_counter() - t1) * 1000)
+        rec = log is not None and q < explain
+        if rec:
+            log.part = "petitioner"  # type: ignore[union-attr]
+        t0 = time.perf_counter()
+        pc = index.petitioner_cases(keys, limit=lim.petitioner)
+        t1 = time.perf_counter()
+        if rec:
+            log.part = "bands"  # type: ignore[union-attr]
+        bc = index.band_candidates(bands, limit=lim.bands)
         t2 = time.perf_counter()
-        vc = index.vector_candidates(vec, k=20)
+        if rec:
+            log.part = "vectors"  # type: ignore[union-attr]
+        vc = index.vector_candidates(vec, k=lim.vectors)
         t3 = time.perf_counter()
-        ids = list(dict.fromkeys([*pc[:20], *(c for c, _ in bc[:20]), *(c for c, _ in vc[:20])]))
+        if rec:
+            log.part = "snapshots"  # type: ignore[union-attr]
+        ids = list(dict.fromkeys([*pc, *(c for c, _ in bc), *(c for c, _ in vc)]))
         snaps = index.snapshots(ids)
         t4 = time.perf_counter()
+        if rec and capped is not None:
+            log.part = "bands_capped"  # type: ignore[union-attr]
+        if capped is not None:
+            capped.band_candidates(bands, limit=lim.bands)
+            t5 = time.perf_counter()
+            parts["bands_capped"].append((t5 - t4) * 1000)
+            parts["total_capped"].append((t4 - t0 - (t2 - t1) + (t5 - t4)) * 1000)
+        if log is not None:
+            log.part = None
         assert len(snaps) == len(ids)
         for name, dt in (("petitioner", t1 - t0), ("bands", t2 - t1), ("vectors", t3 - t2), ("snapshots", t4 - t3),
                          ("total", t4 - t0)):
             parts[name].append(dt * 1000)
-    return {k: {"p50": round(float(np.percentile(v, 50)), 2), "p99": round(float(np.percentile(v, 99)), 2)}
-            for k, v in parts.items()}
+        parts["candidates"].append(len(ids))
+    return {k: {"p50": _pct(v, 50), "p99": _pct(v, 99), "max": round(max(v), 2)} for k, v in parts.items()}
+
+
+def vector_recall(index: SqlCaseIndex, gen: Generator, stored: int, n: int = 100, k: int = 30) -> dict[str, float] | None:
+    """Recall of the mirror's IVF against exact search over the same vectors: of the exact top k, and of the
+    exact top 3 within the approximate top k. Synthetic vectors (random cluster centres, no coarse structure)
+    are close to the worst case for IVF: a property of the index on this data, not a linking-quality figure.
+    None while the mirror is exact."""
+    m = index.vectors
+    if m.kind != "ivf":
+        return None
+    qs = np.stack([vec for _, _, vec in queries(gen, stored, n, seed=23)])
+    old = m.index.nprobe
+    m.index.nprobe = m.index.nlist  # exhaustive = exact over the same stored vectors
+    _, exact = m.index.search(qs, k)
+    m.index.nprobe = old
+    _, approx = m.index.search(qs, k)
+    return {f"recall_at_{k}": round(float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact, strict=True)])), 3),
+            f"top3_in_{k}": round(float(np.mean([len(set(a) & set(e[:3])) / 3 for a, e in zip(approx, exact, strict=True)])), 3),
+            "nprobe": old}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    ap.add_argument("--dim", type=int, default=128, help="vector dimension (the linker encoder's)")
-    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--dim", type=int, default=512, help="vector dimension (the linker's hashed TF-IDF encoder: 512)")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--explain", type=int, default=300, help="PostgreSQL: replay the first N queries under EXPLAIN ANALYZE")
     ap.add_argument("--writes", type=int, default=2_000, help="cases written through the product path per size")
+    ap.add_argument("--hot-fraction", type=float, default=0.02,
+                    help="share of cases in 20 mass-petition 'campaigns' sharing 24 band values (hot bands)")
+    ap.add_argument("--band-fanout", type=int, default=200, help="also time the band query capped at N cases per band")
+    ap.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per vector query (SqlCaseIndex default 32)")
     ap.add_argument("--pg-admin", default=os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    ap.add_argument("--pg-db", help="database name (default triage_bench_<pid>); an existing one is reused and topped up")
+    ap.add_argument("--sqlite-path", help="SQLite file (default: a temporary directory); an existing one is reused")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="store_scale_")
     admin = None
     if args.backend == "sqlite":
-        url = f"sqlite:///{tmp.name}/bench.db"
+        url = f"sqlite:///{args.sqlite_path or tmp.name + '/bench.db'}"
     else:
         admin = sa.create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
-        name = f"triage_bench_{os.getpid()}"
+        name = args.pg_db or f"triage_bench_{os.getpid()}"
         with admin.connect() as c:
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if not c.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}).first():
+                c.exec_driver_sql(f'CREATE DATABASE "{name}"')
         url = admin.url.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     upgrade(engine)
     store = CaseStore(engine, pii_secret=SECRET)
-    gen = Generator(args.dim)
-    filled = 0
+    gen = Generator(args.dim, hot_fraction=args.hot_fraction)
+    log = StatementLog(engine) if engine.dialect.name == "postgresql" and args.explain else None
+    with engine.connect() as c:
+        filled = c.execute(sa.text("SELECT count(*) FROM cases WHERE id LIKE 'SYN-%'")).scalar_one()
     try:
         for size in sorted(args.sizes):
             target = size - args.writes
-            fill_s = bulk_fill(engine, gen, filled, target) if target > filled else 0.0
-            fill_rate = (target - filled) / fill_s if fill_s else None
+            fill = bulk_fill(engine, gen, filled, target) if target > filled else None
+            fill_rate = (target - filled) / fill["total_s"] if fill else None
             filled = max(filled, target)
+            load_w = os.getloadavg()[0]
             write_rate = product_writes(store, gen, 10**8 + size, args.writes)
             with engine.begin() as c:
                 c.exec_driver_sql("ANALYZE")
             stored = store.count_cases()
             rss0 = rss_mb()
-            index = SqlCaseIndex(store)
+            index = SqlCaseIndex(store, nprobe=args.nprobe)
+            capped = SqlCaseIndex(store, band_fanout=args.band_fanout) if args.band_fanout else None
             t = time.perf_counter()
             index.vectors.refresh()
             mirror_s = time.perf_counter() - t
-            lat = measure_queries(index, gen, filled, args.queries)
+            rss1 = rss_mb()
+            load_q = os.getloadavg()[0]
+            if log is not None:
+                log.seen.clear()
+            t = time.perf_counter()
+            lat = measure_queries(index, capped, gen, filled, args.queries, log, args.explain)
+            query_s = time.perf_counter() - t
+            load_q2 = os.getloadavg()[0]
+            server = log.server_times(engine) if log is not None else None
+            recall = vector_recall(index, gen, filled)
             with engine.connect() as c:
                 if engine.dialect.name == "postgresql":
                     db_mb = c.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one() / 2**20
                 else:
                     db_mb = Path(engine.url.database or "").stat().st_size / 2**20
-            out = {"backend": args.backend, "cases": stored, "dim": args.dim,
+                hot_values = gen.hot_bands()
+                hot_q = sa.text("SELECT max(n) FROM (SELECT count(*) AS n FROM case_bands WHERE band IN :b GROUP BY band) x")
+                hot_q = hot_q.bindparams(sa.bindparam("b", expanding=True))
+                hot = c.execute(hot_q, {"b": hot_values}).scalar() if hot_values else None
+            out = {"backend": args.backend, "cases": stored, "dim": args.dim, "hot_fraction": args.hot_fraction,
+                   "largest_band_cases": hot, "at": datetime.now(UTC).isoformat(timespec="seconds"),
                    "bulk_fill_cases_per_s": round(fill_rate) if fill_rate else None,
-                   "product_writes_cases_per_s": round(write_rate, 1),
+                   "bulk_fill_s": {k: round(v, 1) for k, v in fill.items()} if fill else None,
+                   "product_writes_cases_per_s": round(write_rate, 1), "load_writes": round(load_w, 1),
                    "mirror_load_s": round(mirror_s, 2), "mirror_kind": index.vectors.kind,
-                   "rss_mb_before_mirror": round(rss0), "rss_mb": round(rss_mb()), "db_mb": round(db_mb),
-                   "query_ms": lat, "queries": args.queries}
+                   "mirror_nlist": getattr(index.vectors.index, "nlist", None), "ivf_recall": recall,
+                   "rss_mb_before_mirror": round(rss0), "rss_mb_after_mirror": round(rss1), "db_mb": round(db_mb),
+                   "queries": args.queries, "query_wall_s": round(query_s, 1),
+                   "load_queries": [round(load_q, 1), round(load_q2, 1)],
+                   "query_ms": lat, "server_ms": server}
             print(json.dumps(out, ensure_ascii=False), flush=True)
-            del index
+            del index, capped
     finally:
         engine.dispose()
         if admin is not None and not args.keep:

@@ -58,7 +58,7 @@ def build_store(settings: ServiceSettings) -> CaseStore:
     return CaseStore(engine, pii_secret=secret, auto_upgrade=auto_upgrade_allowed(engine, settings.db_auto_upgrade))
 
 
-def attach_store_stages(pipeline: TriagePipeline, store: CaseStore) -> None:
+def attach_store_stages(pipeline: TriagePipeline, store: CaseStore, settings: ServiceSettings | None = None) -> None:
     """Link stage over the case store (SqlCaseIndex) and the rule decider, when build_pipeline left them out."""
     if pipeline.linker is None:
         try:
@@ -72,7 +72,8 @@ def attach_store_stages(pipeline: TriagePipeline, store: CaseStore) -> None:
         try:
             from triage.rules import load_decider
 
-            pipeline.decider = load_decider(pipeline.taxonomy)
+            rules_path = settings.data_dir / "policy" / "rules.toml" if settings is not None else None
+            pipeline.decider = load_decider(pipeline.taxonomy, rules_path)
         except (ImportError, TriageError) as exc:
             logger.warning("decide stage not available: %s", type(exc).__name__)
 
@@ -109,7 +110,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.key_verifier = store_key_verifier(store)
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.workers)
         pipeline, model_dir = build_pipeline(settings)
-        attach_store_stages(pipeline, store)
+        attach_store_stages(pipeline, store, settings)
         app.state.pipeline = pipeline
         app.state.model_dir = model_dir
         app.state.model_version = register_loaded_model(store, model_dir)

@@ -24,10 +24,6 @@ logger = logging.getLogger(__name__)
 GOLD_FIELDS = ("track", "department", "request_type", "flags", "district", "duplicate_of", "label")
 
 
-class LinkingNotAvailableError(RuntimeError):
-    """`--history` needs the duplicate linker, which is not built yet."""
-
-
 def _strip_gold(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in fields and k not in GOLD_FIELDS}
 

@@ -8,7 +8,8 @@ groups (341) and pairs (1,938, each with the teams that grouped it); 619 pairs r
   over context-free pair features, fitted on a development set that excludes every read pair —
   positives: silver pairs grouped by ≥ 3 teams (every such pair that was read turned out to be the
   same matter); negatives: 400 sampled messages' 5 nearest neighbours, and for 400 more two
-  messages posted within 7 days, that no team grouped with them. Platt scaling and the best-F1 threshold come from 5-fold out-of-fold margins.
+  messages posted within 7 days, that no team grouped with them. Platt scaling and the best-F1
+  threshold come from 5-fold out-of-fold margins.
 * Evaluation (`evaluate_hotspots`): all hot messages in a MemoryCaseIndex, grouped into issues by
   triage.linking.hotspots; pairwise precision/recall of "same issue" = "same predicted group"
   against the read pairs (primary) and against all silver pairs (secondary; the silver pairs used

@@ -109,7 +109,7 @@ def evaluate_cmd(
 ) -> None:
     """Score a model on a labelled file: macro-F1, accuracy, per class, top-3, latency (DESIGN.md contract)."""
     _logging()
-    from training.evaluate import LinkingNotAvailableError, evaluate
+    from training.evaluate import evaluate
     from triage.errors import TriageError
 
     plots_dir = None
@@ -118,9 +118,6 @@ def evaluate_cmd(
     try:
         report = evaluate(model, data, predictions=predictions, history=history, plots_dir=plots_dir, threads=threads,
                           entity_baseline=entity_baseline)
-    except LinkingNotAvailableError as exc:
-        typer.echo(f"错误: {exc}", err=True)
-        raise typer.Exit(1) from exc
     except (ValueError, FileNotFoundError, TriageError) as exc:
         typer.echo(f"错误: {exc}", err=True)
         raise typer.Exit(1) from exc

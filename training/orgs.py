@@ -73,8 +73,9 @@ def load_examples(split: str, extractor: EntityExtractor, lac: Any) -> list[Exam
     out = []
     for rec, text, words in zip(records, texts, words_all, strict=True):
         places = extractor._places(text)
-        out.append(Example(str(rec["id"]), str(rec.get("group") or rec["id"]), text, words, extractor.org_marks(text, words, places), _gold_orgs(rec),
-                           OrgTagger.chunks(text)))
+        marks = extractor.org_marks(text, words, places)
+        group = str(rec.get("group") or rec["id"])
+        out.append(Example(str(rec["id"]), group, text, words, marks, _gold_orgs(rec), OrgTagger.chunks(text)))
     return out
 
 
@@ -104,6 +105,11 @@ def _fold(group: str, folds: int) -> int:
     return int(hashlib.sha256(group.encode()).hexdigest(), 16) % folds
 
 
+def _empty(bits: int, lexicon: Lexicon) -> OrgTagger:
+    n = len(TAGS)
+    return OrgTagger(np.zeros((1 << bits, n), dtype=np.float32), np.zeros((n, n), dtype=np.float32), bits, VERSION, lexicon)
+
+
 def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds: int = 5,
           on_epoch: Any = None) -> OrgTagger:
     """Averaged perceptron; `on_epoch(epoch, tagger)` sees the averaged model after each epoch.
@@ -111,9 +117,7 @@ def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds:
     A training record sees the lexicon built from the other folds (groups of linked records stay in one
     fold), so the weights learn how far a lexicon hit on an unseen record can be trusted.
     """
-    n_tags = len(TAGS)
-    tagger = OrgTagger(np.zeros((1 << bits, n_tags), dtype=np.float32), np.zeros((n_tags, n_tags), dtype=np.float32), bits, VERSION,
-                       build_lexicon(examples))
+    tagger = _empty(bits, build_lexicon(examples))
     fold_of = [_fold(x.group, folds) for x in examples]
     lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
     feats = [tagger.features(x.text, x.words, x.marks, lexicons[f]) for x, f in zip(examples, fold_of, strict=True)]
@@ -155,9 +159,7 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
     """
     import pycrfsuite
 
-    n_tags = len(TAGS)
-    tagger = OrgTagger(np.zeros((1 << bits, n_tags), dtype=np.float32), np.zeros((n_tags, n_tags), dtype=np.float32), bits, VERSION,
-                       build_lexicon(examples))
+    tagger = _empty(bits, build_lexicon(examples))
     fold_of = [_fold(x.group, folds) for x in examples]
     lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
     trainer = pycrfsuite.Trainer(verbose=False)

@@ -36,6 +36,7 @@ CHANNELS = ("place", "department", "lac_org", "word_org", "suffix_org", "bare_or
 # Organisation names never cross these: decoding runs per chunk between them.
 _BREAKS = frozenset("。！？；!?;\n，,、：:（）()“”\"《》 \t")
 
+_CHUNK = re.compile("[^" + re.escape("".join(sorted(_BREAKS))) + "]+")
 _QUOTED = re.compile(r"[“\"「『][^“”\"「」『』\n]{1,20}[”\"」』]")
 _MUL = np.uint64(0x100000001B3)
 _SEED_INT = 0x9E3779B97F4A7C15
@@ -64,6 +65,39 @@ class Lexicon:
 
 def _stable_id(s: str) -> int:
     return zlib.crc32(s.encode("utf-8"))
+
+
+_LABEL_IDS: dict[str, int] = {}
+_P = 0x100000001B3 | 1
+_P_INV = pow(_P, -1, 1 << 64)
+
+
+def _word_atoms(cp: npt.NDArray[np.uint64], words: Sequence[tuple[int, int, str]]) -> tuple[npt.NDArray[np.uint64], ...]:
+    """Per character: word label, word identity (multi-character words), position in word, labels of the words around."""
+    n = len(cp)
+    lab, word, wpos, prev_lab, next_lab = (np.zeros(n, dtype=np.uint64) for _ in range(5))
+    if not words or not n:
+        return lab, word, wpos, prev_lab, next_lab
+    bounds = np.array([(s, e) for s, e, _ in words], dtype=np.int64)
+    starts, lens = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
+    labs = np.array([_LABEL_IDS.get(w[2]) or _LABEL_IDS.setdefault(w[2], _stable_id(w[2])) for w in words], dtype=np.uint64)
+    owner = np.repeat(np.arange(len(words)), lens)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(lens) - lens, lens)
+    pos = np.repeat(starts, lens) + offset
+    zero = np.zeros(1, dtype=np.uint64)
+    lab[pos] = labs[owner]
+    prev_lab[pos] = np.concatenate([zero, labs[:-1]])[owner]
+    next_lab[pos] = np.concatenate([labs[1:], zero])[owner]
+    last = offset == np.repeat(lens - 1, lens)
+    wpos[pos] = np.where(offset == 0, np.where(last, 4, 1), np.where(last, 3, 2)).astype(np.uint64)
+    # word identity: a polynomial hash of its characters, position-free (prefix sums mod 2**64)
+    powers = np.cumprod(np.full(n, _P, dtype=np.uint64))
+    inv = np.cumprod(np.full(n, _P_INV, dtype=np.uint64))
+    prefix = np.concatenate([zero, np.cumsum(cp * powers, dtype=np.uint64)])
+    ends = starts + lens
+    ids = (prefix[ends] - prefix[starts]) * inv[starts] + lens.astype(np.uint64)
+    word[pos] = np.where(lens > 1, ids, 0).astype(np.uint64)[owner]
+    return lab, word, wpos, prev_lab, next_lab
 
 
 def _bies(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint64]:
@@ -109,8 +143,9 @@ class OrgTagger:
                 "lexicon": self.lexicon.names}
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
-            np.savez_compressed(f, rows=rows, values=self.weights_[rows].astype(np.float16),
-                                transitions=self.transitions_.astype(np.float32), meta=np.array(json.dumps(meta, ensure_ascii=False)))
+            np.savez_compressed(f, rows=rows, values=self.weights_[rows].astype(np.float32),
+                                transitions=self.transitions_.astype(np.float32),
+                                meta=np.array(json.dumps(meta, ensure_ascii=False)))
 
     # -- features
     def features(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
@@ -139,20 +174,7 @@ class OrgTagger:
         ctype = np.where(digit, 1, np.where(cp < 128, 2, np.where((cp >= 0x4E00) & (cp <= 0x9FA5), 3, 4))).astype(np.uint64)
         pad = np.array([1, 2], dtype=np.uint64)
         c = np.concatenate([pad, cp, pad + 2, pad + 4])  # c[i + 2] is text[i]
-        lab = np.zeros(n, dtype=np.uint64)
-        word = np.zeros(n, dtype=np.uint64)
-        wpos = np.zeros(n, dtype=np.uint64)
-        prev_lab = np.zeros(n, dtype=np.uint64)
-        next_lab = np.zeros(n, dtype=np.uint64)
-        labels = [_stable_id(w[2]) for w in words]
-        for k, (s, e, _) in enumerate(words):
-            lab[s:e] = labels[k]
-            word[s:e] = _stable_id(text[s:e]) if e - s > 1 else 0
-            wpos[s:e] = 2
-            wpos[s] = 1
-            wpos[e - 1] = 4 if e - s == 1 else 3
-            prev_lab[s:e] = labels[k - 1] if k else 0
-            next_lab[s:e] = labels[k + 1] if k + 1 < len(words) else 0
+        lab, word, wpos, prev_lab, next_lab = _word_atoms(cp, words)
         m = {ch: _bies(n, marks.get(ch, ())) for ch in CHANNELS}
         all_marks = np.zeros(n, dtype=np.uint64)
         for ch in CHANNELS:
@@ -181,17 +203,8 @@ class OrgTagger:
     # -- decoding
     @staticmethod
     def chunks(text: str) -> list[tuple[int, int]]:
-        out, start = [], None
-        for i, ch in enumerate(text):
-            if ch in _BREAKS:
-                if start is not None:
-                    out.append((start, i))
-                start = None
-            elif start is None:
-                start = i
-        if start is not None:
-            out.append((start, len(text)))
-        return out
+        """(start, end) of the runs between break characters (punctuation, quotes, whitespace)."""
+        return [m.span() for m in _CHUNK.finditer(text)]
 
     def emissions(self, feats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return self.weights_[feats].sum(axis=1)  # type: ignore[no-any-return]
@@ -233,12 +246,14 @@ def viterbi_chunks(em: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]
         done = lens[:n] == t + 1
         ends[:n][done] = score[done]
     ends = np.where(_END_OK, ends, NEG)
+    path = np.zeros((b, t_max), dtype=np.int64)
+    path[np.arange(b), lens - 1] = ends.argmax(axis=1)
+    for t in range(t_max - 1, 0, -1):  # rows with len > t know their tag at t, hence the one at t - 1
+        rows = np.arange(active[t])
+        path[rows, t - 1] = back[t, rows, path[rows, t]]
     for row, i in enumerate(order):
         s, en = chunks[i]
-        k = int(ends[row].argmax())
-        for t in range(en - s - 1, -1, -1):
-            tags[s + t] = k
-            k = int(back[t, row, k])
+        tags[s:en] = path[row, : en - s]
     return tags
 
 

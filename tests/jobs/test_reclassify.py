@@ -212,3 +212,31 @@ def test_killed_job_resumes_to_the_same_report(tmp_path: Path) -> None:
     uninterrupted = subprocess.run(_cli(data, clean), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     assert_same_report(killed, clean)
+
+
+def test_reclassify_csv_and_parquet_inputs_give_the_jsonl_results(tmp_path: Path) -> None:
+    import csv
+
+    import pyarrow as pa
+
+    records = corpus(15)
+    flat = [{"id": r["id"], "title": r.get("title") or "", "text": r["text"], "submitted_at": r.get("submitted_at") or "",
+             "channel": r.get("channel") or "", "petitioner": json.dumps(r.get("petitioner") or {}, ensure_ascii=False),
+             "track": r["track"], "department": r["department"]} for r in records]
+    with (tmp_path / "in.csv").open("w", encoding="utf-8", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(flat[0]))
+        w.writeheader()
+        w.writerows(flat)
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in ("id", "title", "text", "submitted_at", "channel",
+                                                                  "petitioner", "track", "department")} for r in records]),
+                   tmp_path / "in.parquet")  # petitioner as a struct column
+    write_input(tmp_path / "in.jsonl", records, bad=False)
+    labels = ["case_id", "old_track", "new_track", "old_department", "new_department", "new_status", "rules_fired"]
+    results = {}
+    for name in ("in.jsonl", "in.csv", "in.parquet"):
+        out = tmp_path / name.replace(".", "_")
+        reclassify(ReclassifyRequest(out_dir=out, data=[tmp_path / name], ner=False, as_of=AS_OF, progress=False))
+        results[name] = pq.read_table(out / "cases.parquet").select(labels).to_pylist()
+        assert len(results[name]) == 15
+    assert results["in.csv"] == results["in.jsonl"] == results["in.parquet"]
+    assert [r["line"] for r in pq.read_table(tmp_path / "in_csv" / "cases.parquet").to_pylist()][:2] == [2, 3]

@@ -32,7 +32,9 @@ def test_readyz_reports_missing_stages(client: TestClient) -> None:
     body = r.json()
     assert body["ready"] is False
     assert body["stages"]["normalize"] == "builtin"
-    assert body["stages"]["extract"].startswith("entities-2+lac")
+    from triage.entities import EXTRACTOR_VERSION
+
+    assert body["stages"]["extract"].startswith(EXTRACTOR_VERSION + "+lac")
     assert body["stages"]["classify"] is None
     assert body["taxonomy_version"] == "2"
 

@@ -213,3 +213,14 @@ def test_retraining_keeps_other_components_subdirectories(tmp_path: Path) -> Non
     assert (out / "model.onnx").read_bytes() == b"new"
     assert (out / "linker" / "manifest.json").read_text(encoding="utf-8") == "{}"
     assert not new.exists()
+
+
+def test_non_binary_tf_member_exports_exactly(tmp_path: Path) -> None:
+    """Count TF (binary = false) cannot use the fused 0/1 MatMul: the plain TF-IDF → L2 path keeps parity."""
+    import onnx
+
+    m = train_tiny(tmp_path / "d", tmp_path / "m", fields=("track", "department"),
+                   overrides=["members.0.binary=false", "shared_vocabulary=true"])
+    assert all(h.parity_max_abs_diff < 1e-4 for h in m.heads.values())
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m" / "model.onnx")).graph.node]
+    assert ops.count("ReduceL2") == 1 and ops.count("TfIdfVectorizer") == 2

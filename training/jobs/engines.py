@@ -25,6 +25,7 @@ DEFAULT_BATCH = 64
 #: CPUs reserved per Ray actor. Whole-CPU actors on a 2-CPU node left nothing for the read tasks
 #: and the pipeline hung (DESIGN.md, "Measured on this kind of machine"): keep it fractional.
 RAY_ACTOR_CPUS = 0.5
+RAY_BLOCK_ROWS = 1_000
 
 
 class Engine(Protocol):
@@ -106,8 +107,11 @@ class RayEngine:
             ctx = ray.data.DataContext.get_current()
             ctx.execution_options.preserve_order = True  # not needed for correctness; keeps commits streaming
             ctx.enable_progress_bars = False  # our own tqdm bar on stderr
-            # One read task per shard: Ray would merge small files into one block and feed one actor only.
-            ds = ray.data.read_parquet([str(p) for p in shards], override_num_blocks=max(1, len(shards)))
+            # Blocks of ~RAY_BLOCK_ROWS rows: an actor takes a whole block, so shard-sized blocks (or the
+            # few blocks Ray makes of small files) kept the second actor idle (seen in bench/reclassify.py).
+            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
+            blocks = max(len(shards), 2 * self.workers, -(-rows // RAY_BLOCK_ROWS))
+            ds = ray.data.read_parquet([str(p) for p in shards], override_num_blocks=blocks)
             ds = ds.map_batches(
                 BatchTriager,
                 fn_constructor_args=(self.config,),

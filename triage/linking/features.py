@@ -160,12 +160,18 @@ class HashedTfidfEncoder:
     def buckets(self) -> int:
         return int(self.idf.shape[0])
 
+    def bucket_ids(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Hash bucket of every token."""
+        return (token_codes(tokens) % np.uint64(self.buckets)).astype(np.int64)
+
     def tfidf(self, text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Sparse L2-normalised TF-IDF of one text: (sorted bucket ids, weights)."""
-        codes = token_codes(word_tokens(text))
-        if codes.size == 0:
+        return self.tfidf_of_buckets(self.bucket_ids(word_tokens(text)))
+
+    def tfidf_of_buckets(self, buckets: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        if buckets.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        uniq, counts = np.unique((codes % np.uint64(self.buckets)).astype(np.int64), return_counts=True)
+        uniq, counts = np.unique(buckets, return_counts=True)
         w = ((1.0 + np.log(counts)) * self.idf[uniq]).astype(np.float32)
         norm = float(np.linalg.norm(w))
         return uniq, (w / norm if norm > 0 else w)

@@ -80,19 +80,17 @@ def _overlap(a: set[str], b: set[str]) -> bool:
 
 def view_of(text: str, entities: Entities, encoder: HashedTfidfEncoder, *, petitioner_keys: Sequence[str] = (),
             submitted_at: datetime | None = None, district: str | None = None, subdivision: str | None = None) -> CaseView:
-    """Precompute the per-text parts of the pair features."""
+    """Precompute the per-text parts of the pair features (one segmentation, one hashing pass)."""
     s = shingle_text(text)
     shingles = frozenset(hash(s[i:i + 3]) for i in range(max(0, len(s) - 2)))
-    rare = frozenset(w for w in word_tokens(text) if len(w) >= 2 and encoder.idf[encoder_bucket(encoder, w)] >= RARE_IDF)
+    tokens = word_tokens(text)
+    buckets = encoder.bucket_ids(tokens)
+    rare_mask = encoder.idf[buckets] >= RARE_IDF if buckets.size else np.zeros(0, dtype=bool)
+    rare = frozenset(t for t, r in zip(tokens, rare_mask, strict=True) if r and len(t) >= 2)
     return CaseView(text=text, entities=entities, petitioner_keys=frozenset(petitioner_keys), submitted_at=submitted_at,
                     district=district or entities.place.district, subdivision=subdivision or entities.place.subdivision,
-                    tfidf=encoder.tfidf(text), shingles=shingles, rare_words=rare, repeat_cue=bool(REPEAT_CUE.search(text)))
-
-
-def encoder_bucket(encoder: HashedTfidfEncoder, word: str) -> int:
-    import hashlib
-
-    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little") % encoder.buckets
+                    tfidf=encoder.tfidf_of_buckets(buckets), shingles=shingles, rare_words=rare,
+                    repeat_cue=bool(REPEAT_CUE.search(text)))
 
 
 def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:

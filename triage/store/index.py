@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import faiss
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, ColumnElement, String, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from triage.linking.index import CaseSnapshot, LinkFeatures
 from triage.schemas import Entities, Petition
@@ -30,6 +33,44 @@ logger = logging.getLogger(__name__)
 
 # IN lists are sent in chunks (SQLite's default limit on bound parameters is 32766; keep plans simple).
 _IN_CHUNK = 900
+
+
+@contextmanager
+def _single_reads(store: CaseStore) -> Iterator[Any]:
+    """Where the link queries run. On PostgreSQL an autocommit connection: each statement is consistent by
+    itself, and the BEGIN/ROLLBACK round trips of a read transaction are gone (they were most of the cost
+    of a link query on busy cores). Elsewhere the store's read transaction."""
+    if store.engine.dialect.name == "postgresql":
+        store.ensure_ready()
+        with store.engine.connect() as c:
+            yield c.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        with store.read() as s:
+            yield s
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_bands_capped(n: int) -> Any:
+    ranges = " UNION ALL ".join(
+        f"SELECT case_id FROM (SELECT case_id FROM case_bands WHERE band = :b{i} ORDER BY case_id DESC LIMIT :fanout)"
+        for i in range(n))
+    return text(f"SELECT case_id, count(*) AS n FROM ({ranges}) GROUP BY case_id ORDER BY n DESC, case_id LIMIT :lim")
+
+
+def _in(pg: bool, col: Any, values: Sequence[Any], item_type: Any) -> ColumnElement[bool]:
+    """`col IN (values)`; on PostgreSQL `col = ANY(:array)`: one parameter, so the SQL text (and the
+    prepared statement psycopg keeps for it) is the same whatever the number of values."""
+    if pg:
+        return col == func.any(bindparam(None, list(values), type_=ARRAY(item_type)))  # type: ignore[no-any-return]
+    return col.in_(values)  # type: ignore[no-any-return]
+
+
+# Per-band capped candidates on PostgreSQL: one LATERAL index range per band value.
+_PG_BANDS_CAPPED = text(
+    "SELECT c.case_id, count(*) AS n FROM unnest(CAST(:bands AS BIGINT[])) AS b(band) "
+    "CROSS JOIN LATERAL (SELECT cb.case_id FROM case_bands cb WHERE cb.band = b.band "
+    "ORDER BY cb.case_id DESC LIMIT :fanout) AS c "
+    "GROUP BY c.case_id ORDER BY n DESC, c.case_id LIMIT :lim")
 
 
 class VectorMirror:
@@ -70,6 +111,9 @@ class VectorMirror:
     def refresh(self) -> int:
         """Pull vectors added since the last refresh; returns how many were added."""
         with self._lock:
+            with _single_reads(self.store) as c:  # the common case: nothing new, one statement
+                if (c.scalar(select(func.max(CaseVector.seq))) or 0) == self.last_seq:
+                    return 0
             with self.store.read() as s:
                 top = s.scalar(select(func.max(CaseVector.seq))) or 0
                 if top == self.last_seq:
@@ -78,7 +122,9 @@ class VectorMirror:
                     logger.warning("case_vectors max seq went back from %d to %d: rebuilding the mirror", self.last_seq, top)
                     self._reset()
                 seqs: list[int] = []
-                blobs: list[bytes] = []
+                # Rows go straight into one preallocated matrix (at most top - last_seq rows): at 1M × 512 a list of
+                # bytes plus their join held two extra copies (~4 GB) at start-up.
+                mat: np.ndarray | None = None
                 q = (select(CaseVector.seq, CaseVector.case_id, CaseVector.dim, CaseVector.vector)
                      .where(CaseVector.seq > self.last_seq, CaseVector.seq <= top).order_by(CaseVector.seq))
                 for seq, case_id, dim, blob in s.execute(q.execution_options(yield_per=20_000)):
@@ -87,25 +133,26 @@ class VectorMirror:
                     if dim != self.dim:
                         self._skipped_dim += 1
                         continue
+                    if mat is None:
+                        mat = np.empty((top - self.last_seq, self.dim), dtype=np.float32)
                     old = self._case_seq.get(case_id)
                     if old is not None:
                         self._seq_case.pop(old, None)  # the stale entry stays in faiss; filtered out at query time
                     self._case_seq[case_id] = seq
                     self._seq_case[seq] = case_id
+                    mat[len(seqs)] = np.frombuffer(blob, dtype=np.float32)
                     seqs.append(seq)
-                    blobs.append(blob)
-            added = self._add(seqs, blobs)
+            added = self._add(seqs, mat[:len(seqs)] if mat is not None else None)
             self.last_seq = top
             if self._skipped_dim:
                 logger.warning("%d stored vectors have a dimension other than %s and are not searchable "
                                "(re-run ingest with the current linker encoder)", self._skipped_dim, self.dim)
             return added
 
-    def _add(self, seqs: list[int], blobs: list[bytes]) -> int:
-        if not seqs:
+    def _add(self, seqs: list[int], mat: np.ndarray | None) -> int:
+        if not seqs or mat is None:
             return 0
         assert self.dim is not None
-        mat = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(seqs), self.dim)
         ids = np.asarray(seqs, dtype=np.int64)
         with self._threads(len(seqs)):
             n = (self.index.ntotal if self.index is not None else 0) + len(seqs)
@@ -181,11 +228,14 @@ class SqlCaseIndex:
         store: the CaseStore whose tables hold the index.
         ann_threshold: above this many vectors the in-memory mirror switches from exact search to IVF.
         nprobe: inverted lists probed per IVF query (recall vs time).
+        band_fanout: read at most this many cases per band value (the newest by case id) — caps the cost
+            of "hot" bands shared by thousands of cases (mass petitions, boilerplate); None reads all.
     """
 
     def __init__(self, store: CaseStore, *, ann_threshold: int = 50_000, nprobe: int = 32,
-                 faiss_threads: int | None = 1) -> None:
+                 faiss_threads: int | None = 1, band_fanout: int | None = None) -> None:
         self.store = store
+        self.band_fanout = band_fanout
         self.vectors = VectorMirror(store, ann_threshold=ann_threshold, nprobe=nprobe, faiss_threads=faiss_threads)
 
     def add(self, snapshot: CaseSnapshot, features: LinkFeatures) -> None:
@@ -207,27 +257,40 @@ class SqlCaseIndex:
                                                    action="register", after={"source": "index"})])
             self.store._write_link_data(s, [(snapshot.case_id, snapshot.petitioner_keys, features)], replace=True)
 
+    @property
+    def _pg(self) -> bool:
+        return self.store.engine.dialect.name == "postgresql"
+
     def petitioner_cases(self, keys: Sequence[str], limit: int = 50) -> list[str]:
         """Case ids sharing any of these petitioner keys, newest first."""
         keys = list(dict.fromkeys(keys))
         if not keys:
             return []
-        with self.store.read() as s:
-            sub = select(CasePetitionerKey.case_id).where(CasePetitionerKey.key.in_(keys))
-            rows = s.scalars(select(Case.id).where(Case.id.in_(sub))
-                             .order_by(Case.submitted_at.desc().nulls_last(), Case.created_at.desc(), Case.id).limit(limit))
-            return list(rows)
+        sub = select(CasePetitionerKey.case_id).where(_in(self._pg, CasePetitionerKey.key, keys, String))
+        q = (select(Case.id).where(Case.id.in_(sub))
+             .order_by(Case.submitted_at.desc().nulls_last(), Case.created_at.desc(), Case.id).limit(limit))
+        with _single_reads(self.store) as c:
+            return list(c.scalars(q))
 
     def band_candidates(self, bands: Sequence[int], limit: int = 100) -> list[tuple[str, int]]:
-        """(case_id, number of shared bands), most shared first (ties by case id)."""
+        """(case_id, number of shared bands), most shared first (ties by case id).
+
+        With `band_fanout`, at most that many cases (the highest case ids) are read per band value."""
         bands = list(dict.fromkeys(int(b) for b in bands))
         if not bands:
             return []
         n = func.count().label("n")
-        with self.store.read() as s:
-            rows = s.execute(select(CaseBand.case_id, n).where(CaseBand.band.in_(bands))
-                             .group_by(CaseBand.case_id).order_by(n.desc(), CaseBand.case_id).limit(limit))
-            return [(cid, int(k)) for cid, k in rows]
+        q: Any
+        if self.band_fanout is None:
+            q = (select(CaseBand.case_id, n).where(_in(self._pg, CaseBand.band, bands, BigInteger))
+                 .group_by(CaseBand.case_id).order_by(n.desc(), CaseBand.case_id).limit(limit))
+        elif self._pg:
+            q = _PG_BANDS_CAPPED.bindparams(bands=bands, fanout=self.band_fanout, lim=limit)
+        else:  # one capped index range per band: UNION ALL of LIMITed subqueries (SQL text: compiling 32 is slow)
+            q = _sqlite_bands_capped(len(bands)).bindparams(
+                fanout=self.band_fanout, lim=limit, **{f"b{i}": b for i, b in enumerate(bands)})
+        with _single_reads(self.store) as c:
+            return [(cid, int(k)) for cid, k in c.execute(q)]
 
     def vector_candidates(self, vector: np.ndarray, k: int = 20) -> list[tuple[str, float]]:
         """(case_id, cosine similarity), most similar first; [] when no vectors are stored."""
@@ -237,15 +300,16 @@ class SqlCaseIndex:
         """Snapshots for these ids, in the same order (unknown ids are skipped)."""
         ids = list(dict.fromkeys(case_ids))
         found: dict[str, CaseSnapshot] = {}
-        with self.store.read() as s:
+        with _single_reads(self.store) as s:
             for i in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[i:i + _IN_CHUNK]
                 keys: dict[str, list[str]] = {}
                 for cid, key in s.execute(select(CasePetitionerKey.case_id, CasePetitionerKey.key)
-                                          .where(CasePetitionerKey.case_id.in_(chunk))):
+                                          .where(_in(self._pg, CasePetitionerKey.case_id, chunk, String))):
                     keys.setdefault(cid, []).append(key)
                 cols = (Case.id, Case.text, Case.entities, Case.submitted_at, Case.status, Case.district, Case.subdivision)
-                for cid, text_, ents, at, status, district, sub in s.execute(select(*cols).where(Case.id.in_(chunk))):
+                for cid, text_, ents, at, status, district, sub in s.execute(
+                        select(*cols).where(_in(self._pg, Case.id, chunk, String))):
                     found[cid] = CaseSnapshot(
                         case_id=cid, text=text_, entities=Entities.model_validate(ents) if ents else Entities(),
                         petitioner_keys=tuple(sorted(keys.get(cid, ()))), submitted_at=at, status=status,

@@ -1,0 +1,123 @@
+"""Organisation tagger (triage/orgs.py): decoding, features, persistence, training, the shipped model."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.triage.test_entities import ORG_SENTENCES, WordTagger
+from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, EntityExtractor, load_org_tagger
+from triage.orgs import (
+    _ALLOWED,
+    _END_OK,
+    _START_OK,
+    NEG,
+    TAGS,
+    Lexicon,
+    OrgTagger,
+    _word_atoms,
+    spans_to_tags,
+    tags_to_spans,
+    viterbi_chunks,
+)
+from triage.schemas import Petition
+
+
+def _brute_force(em: np.ndarray, trans: np.ndarray) -> tuple[int, ...]:
+    best: tuple[float, tuple[int, ...]] | None = None
+    for seq in itertools.product(range(len(TAGS)), repeat=len(em)):
+        if not (_START_OK[seq[0]] and _END_OK[seq[-1]]):
+            continue
+        score = sum(em[i, t] for i, t in enumerate(seq)) + sum(trans[a, b] for a, b in itertools.pairwise(seq))
+        if best is None or score > best[0]:
+            best = (score, seq)
+    assert best is not None
+    return best[1]
+
+
+def test_viterbi_chunks_is_the_exact_best_bioes_path() -> None:
+    rng = np.random.default_rng(3)
+    trans = np.where(_ALLOWED, rng.standard_normal((5, 5)), NEG).astype(np.float32)
+    em = (rng.standard_normal((22, 5)) * 2).astype(np.float32)
+    chunks = [(0, 5), (6, 7), (8, 13), (15, 19)]  # one batch of different lengths; 5, 13, 14, 19+ stay outside
+    tags = viterbi_chunks(em, chunks, trans)
+    for s, e in chunks:
+        assert tuple(tags[s:e].tolist()) == _brute_force(em[s:e], trans)
+    assert tags[[5, 13, 14, 19, 20, 21]].tolist() == [0] * 6
+
+
+def test_bioes_round_trip() -> None:
+    spans = [(0, 3), (4, 5), (7, 12)]
+    tags = spans_to_tags(14, spans)
+    assert [TAGS[t] for t in tags[:6]] == ["B", "I", "E", "O", "S", "O"]
+    assert tags_to_spans(tags) == spans
+
+
+def test_chunks_cut_at_punctuation_and_quotes() -> None:
+    text = "我在，九龙坡区“夕阳红颐养院”。 好"
+    assert [text[s:e] for s, e in OrgTagger.chunks(text)] == ["我在", "九龙坡区", "夕阳红颐养院", "好"]
+
+
+def test_lexicon_matches_longest_with_its_bucket() -> None:
+    lex = Lexicon({"九龙机械": Lexicon.bucket(0.9), "九龙机械集团": Lexicon.bucket(0.3)})
+    assert lex.matches("到九龙机械集团和九龙机械") == [(1, 7, 2), (8, 12, 4)]
+
+
+def test_word_identity_does_not_depend_on_position() -> None:
+    text = "区政府找区政府"
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    lab, word, wpos, prev_lab, _ = _word_atoms(cp, [(0, 3, "ORG"), (3, 4, "v"), (4, 7, "ORG")])
+    assert word[0] == word[4] != 0 and word[1] == word[0]  # every character carries its word
+    assert word[3] == 0  # one-character words have no identity feature
+    assert wpos.tolist() == [1, 2, 3, 4, 1, 2, 3]
+    assert lab[0] == lab[4] != lab[3] and prev_lab[4] == lab[3]
+
+
+def _toy_examples() -> list:  # type: ignore[type-arg]
+    from training.orgs import Example
+
+    names = ["鼎盛汽车", "家美装饰", "华武建设", "顺达物流"]
+    out = []
+    for i, name in enumerate(names * 3):
+        text = f"我在{name}上班，老板拖欠工资"
+        words = [(0, 1, "r"), (1, 2, "p"), (2, 2 + len(name), "nz"), (2 + len(name), 4 + len(name), "v"), *[]]
+        words.append((4 + len(name), len(text), "n"))
+        out.append(Example(str(i), str(i), text, words, {}, [(2, 2 + len(name))], OrgTagger.chunks(text)))
+    return out
+
+
+def test_perceptron_learns_names_from_annotations() -> None:
+    from training.orgs import train
+
+    examples = _toy_examples()
+    tagger = train(examples, epochs=3, bits=12, folds=2)
+    text = "我在云栈软件上班，老板拖欠工资"  # a name never seen, in the same context
+    words = [(0, 1, "r"), (1, 2, "p"), (2, 6, "nz"), (6, 8, "v"), (8, len(text), "n")]
+    assert tagger.spans(text, words, {}) == [(2, 6)]
+
+
+def test_save_and_load_keep_every_weight(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w = np.zeros((1 << 10, len(TAGS)), dtype=np.float32)
+    w[rng.integers(0, 1 << 10, 50)] = rng.standard_normal((50, len(TAGS)))
+    tagger = OrgTagger(w, rng.standard_normal((5, 5)).astype(np.float32), 10, "t-1", Lexicon({"区政府": 4}))
+    tagger.save(tmp_path / "t.npz")
+    back = OrgTagger.load(tmp_path / "t.npz")
+    assert np.array_equal(back.weights_, w) and np.array_equal(back.transitions_, tagger.transitions_)
+    assert back.lexicon.names == {"区政府": 4} and back.version == "t-1"
+
+
+@pytest.mark.skipif(not ORG_TAGGER_PATH.exists(), reason="shipped model missing")
+def test_shipped_tagger_is_used_with_a_word_tagger(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    tagger = load_org_tagger()
+    assert tagger is not None
+    x = EntityExtractor(taxonomy.gazetteer, WordTagger(ORG_SENTENCES), departments=taxonomy.responsibilities.values())
+    assert x.org_tagger is tagger and x.version == f"{EXTRACTOR_VERSION}+fake-words+{tagger.version}"
+    text = "找了区信访办和区公安分局，督促法院执行"
+    p = Petition(text=text)
+    orgs = [(e.text, e.source) for e in x.extract(p.text, p).items if e.type == "org"]
+    assert orgs == [("区信访办", "tagger"), ("区公安分局", "tagger")]  # 法院 alone is a bare type noun (E1)
+    assert EntityExtractor(taxonomy.gazetteer).org_tagger is None  # no words, no tagger: rules only
