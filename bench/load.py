@@ -79,8 +79,17 @@ def petition_body(rng: random.Random, i: int, chars: int) -> dict[str, Any]:
     return body
 
 
-def prepare_store(backend: str, cases: int, tmp: Path, pg_admin: str) -> tuple[str, str | None]:
-    """Create and fill the database; return (url, PostgreSQL database name to drop or None)."""
+def prepare_store(backend: str, cases: int, tmp: Path, pg_admin: str, sqlite_from: Path | None = None) -> tuple[str, str | None]:
+    """Create and fill the database; return (url, PostgreSQL database name to drop or None).
+
+    With `sqlite_from` (SQLite only) a copy of that already filled file is used instead (several runs,
+    e.g. before/after a change, then start from the same stored cases)."""
+    if backend == "sqlite" and sqlite_from is not None:
+        import shutil
+
+        shutil.copy(sqlite_from, tmp / "load.db")
+        print(f"store copied from {sqlite_from}", file=sys.stderr)
+        return f"sqlite:///{tmp / 'load.db'}", None
     from store_scale import Generator, bulk_fill  # bench/store_scale.py
 
     from triage.linking.features import load_default_featurizer
@@ -157,6 +166,8 @@ def main() -> None:
     ap.add_argument("--chars", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     ap.add_argument("--no-ner", action="store_true", help="patterns + gazetteer only (TRIAGE_NER=false)")
+    ap.add_argument("--sqlite-from", type=Path, help="copy this filled SQLite file instead of filling (--cases is then "
+                    "only reported)")
     ap.add_argument("--pg-admin", default=os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = ap.parse_args()
 
@@ -164,7 +175,7 @@ def main() -> None:
     from triage.store import CaseStore, make_engine
 
     tmp = Path(tempfile.mkdtemp(prefix="triage-load-"))
-    url, pg_name = prepare_store(args.backend, args.cases, tmp, args.pg_admin)
+    url, pg_name = prepare_store(args.backend, args.cases, tmp, args.pg_admin, args.sqlite_from)
     key_file = tmp / "pii.key"
     env = {**os.environ, "TRIAGE_DATABASE_URL": url, "TRIAGE_PII_KEY_FILE": str(key_file), "TRIAGE_LOG_LEVEL": "WARNING",
            "TRIAGE_RATE_LIMIT_PER_SECOND": "100000", "TRIAGE_RATE_LIMIT_BURST": "100000",
@@ -203,7 +214,7 @@ def main() -> None:
             res = asyncio.run(run_level(base, key, bodies[offset: offset + args.requests], c))
             offset += args.requests
             res.update(backend=args.backend, stored_cases=args.cases, chars=args.chars, workers=args.workers,
-                       ner=not args.no_ner, cpus=os.cpu_count())
+                       ner=not args.no_ner, cpus=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
             print(json.dumps(res, ensure_ascii=False), flush=True)
             results.append(res)
     finally:

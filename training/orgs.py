@@ -1,11 +1,13 @@
 """Train the organisation tagger (triage/orgs.py) on the written corpus TRAIN split, choose on DEV.
 
-    .venv/bin/python -m training.orgs [--epochs 12] [--bits 18] [--out models/entities/org_tagger.npz]
+    .venv/bin/python -m training.orgs [--method crf --c1 0 --c2 0.1] [--bits 18] [--out models/entities/org_tagger.npz]
 
-Averaged structured perceptron over BIOES tags. Inputs per record are the served extractor's own:
+A linear-chain CRF (python-crfsuite, the `train` extra; default) or an averaged structured perceptron
+over BIOES tags, on the hashed features of triage/orgs.py; the CRF weights are copied into the numpy
+tagger, so serving needs neither. Inputs per record are the served extractor's own:
 normalised text, LAC words (serving/ner.py), and the rule candidates (`EntityExtractor.org_marks`).
-Gold: the record's `org` spans. The number of epochs is the one with the best DEV organisation F1
-(exact span, through the whole extractor); the test split is never read here. Deterministic: records
+Gold: the record's `org` spans. Penalties (CRF) and epochs (perceptron) were chosen by DEV organisation
+F1 (exact span, through the whole extractor); the test split is never read here. Deterministic: records
 are visited in a fixed seeded order. Writes the weights and a JSON card beside them (dev figures,
 epochs, data hashes, sha256 of the weights).
 """
@@ -209,7 +211,11 @@ def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=12, help="maximum epochs; the best on dev is kept")
+    ap.add_argument("--method", choices=("crf", "perceptron"), default="crf")
+    ap.add_argument("--c1", type=float, default=0.0, help="crf: L1 penalty")
+    ap.add_argument("--c2", type=float, default=0.1, help="crf: L2 penalty")
+    ap.add_argument("--max-iter", type=int, default=200, help="crf: L-BFGS iterations")
+    ap.add_argument("--epochs", type=int, default=12, help="perceptron: maximum epochs; the best on dev is kept")
     ap.add_argument("--bits", type=int, default=18, help="hashed feature rows = 2**bits")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=5, help="lexicon folds over the training records")
@@ -239,12 +245,17 @@ def main() -> None:
         if not best or org["exact"]["f1"] > best["org_exact_f1"]:
             best.update(row, tagger=tagger, report=report)
 
-    train(train_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
+    if args.method == "crf":
+        on_epoch(0, train_crf(train_x, args.bits, args.c1, args.c2, args.max_iter, args.folds))
+        command = f"--method crf --c1 {args.c1} --c2 {args.c2} --max-iter {args.max_iter}"
+    else:
+        train(train_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
+        command = f"--method perceptron --epochs {args.epochs} --seed {args.seed}"
     tagger: OrgTagger = best.pop("tagger")
     report = best.pop("report")
     card = {
         "version": VERSION,
-        "command": f"python -m training.orgs --epochs {args.epochs} --bits {args.bits} --seed {args.seed} --folds {args.folds}",
+        "command": f"python -m training.orgs {command} --bits {args.bits} --folds {args.folds}",
         "epochs": best["epoch"],
         "train": {"records": len(train_x), "org_spans": sum(len(x.gold) for x in train_x),
                   "sha256": hashlib.sha256((CORPUS / "train.jsonl").read_bytes()).hexdigest()},
