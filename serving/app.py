@@ -78,6 +78,15 @@ def attach_store_stages(pipeline: TriagePipeline, store: CaseStore, settings: Se
             logger.warning("decide stage not available: %s", type(exc).__name__)
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread per worker (numpy's and faiss's OpenBLAS/MKL). A request runs small matrix products one
+    at a time; with a thread pool per BLAS library per worker on two busy cores, the pools' spinning threads
+    stalled the vector search and the verifier under load. faiss's OpenMP threads are set by the vector mirror."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def register_loaded_model(store: CaseStore, model_dir: str | None) -> str | None:
     """Register the served model version in the store (idempotent by name); return its name."""
     if model_dir is None:
@@ -107,10 +116,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
         app.state.store = store
-        app.state.key_verifier = store_key_verifier(store)
+        app.state.key_verifier = store_key_verifier(store, cache_seconds=settings.auth_cache_seconds)
         app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, settings.workers)
         pipeline, model_dir = build_pipeline(settings)
         attach_store_stages(pipeline, store, settings)
+        limit_blas_threads()
         app.state.pipeline = pipeline
         app.state.model_dir = model_dir
         app.state.model_version = register_loaded_model(store, model_dir)

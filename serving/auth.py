@@ -18,8 +18,11 @@ Roles (DOMAIN.md §4 (c)):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
@@ -82,14 +85,46 @@ class KeyVerifier(Protocol):
         """The principal of an active key, or None for unknown, revoked or malformed keys."""
 
 
-def store_key_verifier(store: Any) -> KeyVerifier:
-    """Verify keys against the case store's api_keys table (sha256 only, revocation honoured)."""
+_now = time.monotonic  # the cache's clock (tests replace it)
+_CACHE_MAX = 4096
 
-    def verify(raw_key: str) -> Principal | None:
+
+def store_key_verifier(store: Any, *, cache_seconds: float = 0.0) -> KeyVerifier:
+    """Verify keys against the case store's api_keys table (sha256 only, revocation honoured).
+
+    With `cache_seconds` > 0 (TRIAGE_AUTH_CACHE_SECONDS, default 2 s) a key found valid is remembered
+    by this worker for that long, so a revocation takes effect within `cache_seconds` instead of at
+    once; it saves a store read per request. Only valid keys are remembered (unknown keys always reach
+    the store), by the SHA-256 of the key, never the key itself; at most 4,096 entries.
+    """
+    cache: dict[str, tuple[float, Principal]] = {}
+    lock = threading.Lock()
+
+    def lookup(raw_key: str) -> Principal | None:
         rec = store.verify_api_key(raw_key)
         if rec is None or rec.role not in ROLES:
             return None
         return Principal(key_id=rec.prefix, name=rec.name, role=rec.role, db_id=rec.id)
+
+    if cache_seconds <= 0:
+        return lookup
+
+    def verify(raw_key: str) -> Principal | None:
+        digest = hashlib.sha256(raw_key.encode()).hexdigest()
+        now = _now()
+        hit = cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        principal = lookup(raw_key)
+        with lock:
+            if principal is None:
+                cache.pop(digest, None)
+            else:
+                if len(cache) >= _CACHE_MAX:
+                    for k in [k for k, (until, _) in cache.items() if until <= now] or list(cache)[: _CACHE_MAX // 2]:
+                        cache.pop(k, None)
+                cache[digest] = (now + cache_seconds, principal)
+        return principal
 
     return verify
 

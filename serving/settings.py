@@ -36,3 +36,8 @@ class ServiceSettings(BaseSettings):
         50.0, gt=0, description="Requests per second per API key (token bucket per worker, divided by TRIAGE_WORKERS)"
     )
     rate_limit_burst: float = Field(100.0, ge=1, description="Token bucket size per API key (divided by TRIAGE_WORKERS)")
+    auth_cache_seconds: float = Field(
+        2.0, ge=0, le=60,
+        description="Each worker remembers a verified API key this long: a revoked key is refused within this many "
+                    "seconds (0: check every request against the store)",
+    )

@@ -38,7 +38,7 @@ _BREAKS = frozenset("。！？；!?;\n，,、：:（）()“”\"《》 \t")
 
 _CHUNK = re.compile("[^" + re.escape("".join(sorted(_BREAKS))) + "]+")
 _QUOTED = re.compile(r"[“\"「『][^“”\"「」『』\n]{1,20}[”\"」』]")
-_MUL = np.uint64(0x100000001B3)
+_MUL_INT = 0x100000001B3
 _SEED_INT = 0x9E3779B97F4A7C15
 
 
@@ -192,13 +192,15 @@ class OrgTagger:
             (lex,), (lex, m["bare_org"]), (head_ahead,), (head_ahead >> np.uint64(32), lab), (quoted,), (quoted, lab),
             (ctx[3], ctx[4], c[5:5 + n]),
         ]
-        cols = np.empty((n, len(templates)), dtype=np.int64)
-        for t, atoms in enumerate(templates):
-            h = np.full(n, (_SEED_INT * (t + 1)) & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
-            for a in atoms:
-                h = (h ^ a) * _MUL
-            cols[:, t] = ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64)
-        return cols
+        # h = seed(t); h = (h ^ atom) * MUL per atom, for all templates at once: missing atoms are (0, ×1), a no-op
+        width = max(len(a) for a in templates)
+        zero = np.zeros(n, dtype=np.uint64)
+        atoms = np.stack([np.stack([*a, *([zero] * (width - len(a)))]) for a in templates])  # (templates, width, n)
+        mul = np.array([[_MUL_INT] * len(a) + [1] * (width - len(a)) for a in templates], dtype=np.uint64)
+        h = np.array([(_SEED_INT * (t + 1)) & 0xFFFFFFFFFFFFFFFF for t in range(len(templates))], dtype=np.uint64)[:, None]
+        for k in range(width):
+            h = (h ^ atoms[:, k]) * mul[:, k, None]
+        return ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64).T
 
     # -- decoding
     @staticmethod
@@ -226,34 +228,28 @@ def viterbi_chunks(em: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]
     tags = np.zeros(len(em), dtype=np.int64)
     if not chunks:
         return tags
-    order = sorted(range(len(chunks)), key=lambda i: chunks[i][0] - chunks[i][1])  # longest first
-    lens = np.array([chunks[i][1] - chunks[i][0] for i in order])
+    bounds = np.array(chunks, dtype=np.int64)
+    order = np.argsort(bounds[:, 0] - bounds[:, 1], kind="stable")  # longest first: running rows are a prefix
+    starts, lens = bounds[order, 0], bounds[order, 1] - bounds[order, 0]
     b, t_max = len(order), int(lens[0])
-    e = np.full((b, t_max, len(TAGS)), 0, dtype=np.float32)
-    for row, i in enumerate(order):
-        s, en = chunks[i]
-        e[row, : en - s] = em[s:en]
-    back = np.zeros((t_max, b, len(TAGS)), dtype=np.int64)
-    score = np.where(_START_OK, e[:, 0], NEG)
-    ends = np.full((b, len(TAGS)), NEG, dtype=np.float32)
-    ends[lens == 1] = score[lens == 1]
+    steps = np.arange(t_max)
+    e = em[np.minimum(starts[:, None] + steps, len(em) - 1)]  # (b, t_max, tags); past a row's end: ignored
+    hist = np.empty((t_max, b, len(TAGS)), dtype=np.float32)
+    hist[0] = np.where(_START_OK, e[:, 0], NEG)
     active = np.searchsorted(-lens, -np.arange(t_max + 1), side="left")  # rows with len > t
+    trans_3d = trans[None]
     for t in range(1, t_max):
         n = active[t]
-        cand = score[:n, :, None] + trans[None]  # [b, prev, next]
-        back[t, :n] = cand.argmax(axis=1)
-        score = cand.max(axis=1) + e[:n, t]
-        done = lens[:n] == t + 1
-        ends[:n][done] = score[done]
-    ends = np.where(_END_OK, ends, NEG)
+        hist[t, :n] = (hist[t - 1, :n, :, None] + trans_3d).max(axis=1) + e[:n, t]
+    rows_all = np.arange(b)
     path = np.zeros((b, t_max), dtype=np.int64)
-    path[np.arange(b), lens - 1] = ends.argmax(axis=1)
-    for t in range(t_max - 1, 0, -1):  # rows with len > t know their tag at t, hence the one at t - 1
-        rows = np.arange(active[t])
-        path[rows, t - 1] = back[t, rows, path[rows, t]]
-    for row, i in enumerate(order):
-        s, en = chunks[i]
-        tags[s:en] = path[row, : en - s]
+    path[rows_all, lens - 1] = np.where(_END_OK, hist[lens - 1, rows_all], NEG).argmax(axis=1)
+    trans_t = np.ascontiguousarray(trans.T)  # row j = scores of every previous tag into j
+    for t in range(t_max - 1, 0, -1):  # rows with len > t know their tag at t, hence (same sums) the one at t - 1
+        rows = rows_all[: active[t]]
+        path[rows, t - 1] = (hist[t - 1, rows] + trans_t[path[rows, t]]).argmax(axis=1)
+    mask = steps[None, :] < lens[:, None]
+    tags[(starts[:, None] + steps)[mask]] = path[mask]
     return tags
 
 

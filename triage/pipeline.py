@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from triage.errors import StageNotReadyError
 from triage.schemas import Decision, DuplicateLink, Entities, Petition, Suggestion, TriageResult
@@ -114,6 +114,15 @@ class TriagePipeline:
         Raises:
             StageNotReadyError: a stage is not available.
         """
+        return self.triage_with_features(petition)[0]
+
+    def triage_with_features(self, petition: Petition) -> tuple[TriageResult, Any]:
+        """`triage()`, plus the link features the linker computed for the text (None when the linker does
+        not expose them): the store saves them with the case, so the text is not featurised twice.
+
+        Raises:
+            StageNotReadyError: a stage is not available.
+        """
         extractor, classifier, linker, decider = self._require()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -126,7 +135,11 @@ class TriagePipeline:
         suggestions = classifier.predict([text])[0]
         timings["classify"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        links = linker.link(petition, text, entities)
+        link_with_features = getattr(linker, "link_with_features", None)
+        if link_with_features is not None:
+            links, link_features = link_with_features(petition, text, entities)
+        else:
+            links, link_features = linker.link(petition, text, entities), None
         timings["link"] = (time.perf_counter() - t) * 1000
         versions = {name: s.model_version for name, s in suggestions.items()}
         versions["extractor"] = extractor.version
@@ -149,4 +162,4 @@ class TriagePipeline:
             links=links,
             decision=decision,
             stages_ms=timings,
-        )
+        ), link_features

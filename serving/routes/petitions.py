@@ -35,12 +35,13 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _features(pipeline: TriagePipeline, text: str) -> tuple[Any, str | None]:
-    """The linker's features of the text (stored with the case so later petitions can link to it)."""
+def _features(pipeline: TriagePipeline, text: str, computed: Any = None) -> tuple[Any, str | None]:
+    """The linker's features of the text (stored with the case so later petitions can link to it): the ones
+    the link stage computed, else computed here (a linker that does not hand them out)."""
     linker = pipeline.linker
     featurizer = getattr(linker, "featurizer", None)
-    if featurizer is None:
-        return None, getattr(linker, "version", None)
+    if computed is not None or featurizer is None:
+        return computed, getattr(linker, "version", None)
     return featurizer.features(text), getattr(linker, "version", None)
 
 
@@ -92,8 +93,8 @@ def triage_and_store(request: Request, pipeline: TriagePipeline, store: CaseStor
         if petition.id is None:
             case_id = derived_case_id(store.pii_secret, principal, key) if key else gen_case_id()
             petition = petition.model_copy(update={"id": case_id})
-        result = pipeline.triage(petition)
-        features, linker_version = _features(pipeline, result.normalized_text)
+        result, computed = pipeline.triage_with_features(petition)
+        features, linker_version = _features(pipeline, result.normalized_text, computed)
         outcome = store.save_triage(petition, result, actor=principal.actor, role=principal.role, features=features,
                                     linker_version=linker_version)
         if outcome.outcome == "unchanged":

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.settings import ServiceSettings
 from tests.conftest import ROOT, ServerProcess
 from tests.factories import FAKE_ID, FAKE_PHONE
 
@@ -110,8 +112,10 @@ def test_api_end_to_end_real_server(live: dict[str, Any]) -> None:
         assert 'triage_petitions_total{mode="persisted"' in metrics
         assert case_id not in metrics and FAKE_PHONE not in metrics
 
-    # Revocation through the CLI takes effect in every worker at once (no cache).
+    # Revocation through the CLI takes effect in every worker within TRIAGE_AUTH_CACHE_SECONDS (each worker
+    # remembers a verified key that long).
     cli(live["env"], "keys", "revoke", keys["reviewer"].split("_")[1])
+    time.sleep(ServiceSettings.model_fields["auth_cache_seconds"].default + 0.5)
     for _ in range(4):
         assert httpx.get(srv.base_url + "/api/v1/review/queue", headers=h(keys["reviewer"])).status_code == 401
 

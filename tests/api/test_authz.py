@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from serving.auth import PERMISSIONS
+from serving.settings import ServiceSettings
 from tests.api.support import ROLES, auth, running_app
 from tests.factories import FAKE_ID, FAKE_PHONE
 
@@ -114,13 +115,31 @@ def test_bearer_header_is_accepted(env: dict[str, Any]) -> None:
     assert r.status_code == 200
 
 
-def test_revoked_key_is_refused(env: dict[str, Any]) -> None:
+def test_revoked_key_is_refused(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker remembers a verified key for TRIAGE_AUTH_CACHE_SECONDS: a revocation takes effect within that time."""
+    import serving.auth
+
     store = env["store"]
     record, key = store.create_api_key("short-lived", "reviewer")
     assert env["client"].get("/api/v1/review/queue", headers=auth(key)).status_code == 200
     assert store.revoke_api_key(record.id)
+    assert env["client"].get("/api/v1/review/queue", headers=auth(key)).status_code == 200  # still remembered
+    ttl = ServiceSettings.model_fields["auth_cache_seconds"].default
+    now = serving.auth._now()
+    monkeypatch.setattr(serving.auth, "_now", lambda: now + ttl + 0.01)
     r = env["client"].get("/api/v1/review/queue", headers=auth(key))
     assert r.status_code == 401 and r.json()["code"] == "T401"
+
+
+def test_key_cache_off_refuses_a_revoked_key_at_once(env: dict[str, Any]) -> None:
+    from serving.auth import store_key_verifier
+
+    store = env["store"]
+    verify = store_key_verifier(store, cache_seconds=0)
+    record, key = store.create_api_key("no-cache", "reviewer")
+    assert verify(key) is not None
+    assert store.revoke_api_key(record.id)
+    assert verify(key) is None
 
 
 @pytest.mark.parametrize(("role", "status"), [("clerk", 404), ("clerk2", 404), ("reviewer", 404), ("supervisor", 200),

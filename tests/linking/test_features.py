@@ -69,3 +69,29 @@ def test_features_many_equals_features(featurizer: LinkFeaturizer) -> None:
     [many] = featurizer.features_many([OTHER])
     assert one.bands == many.bands
     assert np.allclose(one.vector, many.vector)
+
+
+def test_sparse_cosine_equals_the_intersect1d_form_exactly() -> None:
+    """sparse_cosine finds shared ids by binary search; the products and their order are those of np.intersect1d."""
+    from triage.linking.features import sparse_cosine
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        a_ids = np.unique(rng.integers(0, 400, size=rng.integers(0, 60)))
+        b_ids = np.unique(rng.integers(0, 400, size=rng.integers(0, 60)))
+        a = (a_ids, rng.random(a_ids.size).astype(np.float32))
+        b = (b_ids, rng.random(b_ids.size).astype(np.float32))
+        common, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
+        ref = float(np.dot(a[1][ia], b[1][ib])) if common.size else 0.0
+        assert sparse_cosine(a, b) == ref
+
+
+def test_token_codes_are_blake2b_with_or_without_the_memo() -> None:
+    import hashlib
+
+    from triage.linking.features import token_codes
+
+    words = ["工资", "拖欠", "工资", "杨家坪", "a"]
+    expected = [int.from_bytes(hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest(), "little") for w in words]
+    assert token_codes(words).tolist() == expected
+    assert token_codes(words).tolist() == expected  # memoised the second time

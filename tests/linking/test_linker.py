@@ -113,3 +113,28 @@ def test_verifier_round_trips_through_json(tmp_path) -> None:  # type: ignore[no
     rows = np.random.default_rng(0).normal(size=(5, n))
     assert np.allclose(v.probability(rows), w.probability(rows))
     assert w.threshold == 0.6
+
+
+def test_link_with_features_hands_out_the_features_it_linked_with(extractor: EntityExtractor) -> None:
+    """The route saves these features with the case instead of featurising the text a second time."""
+    linker = _linker(extractor, [_petition("C-1", ORIGINAL, 0, "13370120768"), _petition("C-2", UNRELATED, 3)])
+    q = _petition("C-3", RESUBMISSION, 70, "13370120768")
+    ents = extractor.extract(q.text, q)
+    links, feats = linker.link_with_features(q, q.text, ents)
+    assert links == linker.link(q, q.text, ents)
+    expected = linker.featurizer.features(q.text)
+    assert feats.bands == expected.bands
+    assert feats.vector is not None and expected.vector is not None
+    assert np.array_equal(feats.vector, expected.vector)
+
+
+def test_pair_features_reuse_a_views_entity_sets(extractor: EntityExtractor) -> None:
+    """A view's entity sets are computed once and give the same features for every candidate."""
+    from triage.linking.verifier import pair_features, view_of
+
+    enc = load_linker(MemoryCaseIndex(), secret=SECRET).encoder
+    views = [view_of(t, extractor.extract(t, Petition(text=t)), enc) for t in (ORIGINAL, RESUBMISSION, UNRELATED)]
+    first = [pair_features(views[1], c) for c in (views[0], views[2])]
+    assert "sets" in vars(views[1])  # cached on the view
+    assert [pair_features(views[1], c) for c in (views[0], views[2])] == first
+    assert first[0]["shared_amount"] == 1.0 and first[1]["shared_amount"] == 0.0

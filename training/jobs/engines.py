@@ -125,3 +125,4 @@ class RayEngine:
         finally:
             if started:
                 ray.shutdown()
+

@@ -131,14 +131,19 @@ class CaseLinker:
 
     def link(self, petition: Petition, text: str, entities: Entities) -> list[DuplicateLink]:
         """Links to earlier cases about the same matter, most probable first (empty when none passes)."""
-        scored = self.score(petition, text, entities, self.candidates(petition, text, entities))
+        return self.link_with_features(petition, text, entities)[0]
+
+    def link_with_features(self, petition: Petition, text: str, entities: Entities) -> tuple[list[DuplicateLink], LinkFeatures]:
+        """`link()` and the text's LinkFeatures it computed (what the store saves with the case)."""
+        features = self.featurizer.features(text)
+        scored = self.score(petition, text, entities, self.candidates(petition, text, entities, features))
         scored = sorted((c for c in scored if c.probability >= self.threshold), key=lambda c: -c.probability)
         links = [DuplicateLink(case_id=c.snapshot.case_id, probability=round(c.probability, 4),
                                reasons=reasons_for(c.features, c.days), status=c.snapshot.status,
                                same_petitioner=bool(c.features["same_petitioner"]))
                  for c in scored[:self.limits.max_links]]
         logger.debug("link id=%s candidates=%d links=%d", petition.id, len(scored), len(links))
-        return links
+        return links, features
 
     def view(self, text: str, entities: Entities, keys: tuple[str, ...], at: datetime | None) -> CaseView:
         return view_of(text, entities, self.encoder, petitioner_keys=keys, submitted_at=at)

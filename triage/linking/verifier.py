@@ -9,6 +9,7 @@ plus Platt calibration, trained by training/linking.py and stored as JSON: servi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -16,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from triage.errors import ArtifactMismatchError
-from triage.linking.features import HashedTfidfEncoder, shingle_text, word_tokens
+from triage.linking.features import HashedTfidfEncoder, shingle_text, sparse_cosine, word_tokens
 from triage.schemas import Entities
 
 VERIFIER_FILE = "verifier.json"
@@ -61,6 +63,22 @@ class CaseView:
     rare_words: frozenset[str] = frozenset()
     repeat_cue: bool = False
 
+    @functools.cached_property
+    def sets(self) -> _EntitySets:
+        """The entity sets pair_features compares, computed once per view (a view meets many candidates)."""
+        return _entity_sets(self.entities)
+
+
+class _EntitySets(NamedTuple):
+    persons: set[str]
+    ident: set[str]  # phones and ID numbers written out (unmasked)
+    places: set[str]  # place details: places of 3+ characters that are not districts
+    orgs: set[str]
+    officials: set[str]
+    amounts: set[float]
+    case_numbers: set[str]
+    plates: set[str]
+
 
 def _entity_set(entities: Entities, kind: str, min_len: int = 2) -> set[str]:
     return {e.text for e in entities.of_type(kind) if len(e.text) >= min_len and not _MASKED.search(e.text)}
@@ -69,6 +87,15 @@ def _entity_set(entities: Entities, kind: str, min_len: int = 2) -> set[str]:
 def _amounts(entities: Entities) -> set[float]:
     return {round(float(e.value), 0) for e in entities.of_type("amount")
             if isinstance(e.value, int | float) and float(e.value) >= 100}
+
+
+def _entity_sets(e: Entities) -> _EntitySets:
+    districts = {x.text for x in e.of_type("place") if _DISTRICT_SUFFIX.search(x.text)}
+    return _EntitySets(
+        persons=_entity_set(e, "person"), ident=_entity_set(e, "phone", 7) | _entity_set(e, "id_number", 15),
+        places=_entity_set(e, "place", 3) - districts, orgs=_entity_set(e, "org", 3), officials=_entity_set(e, "official"),
+        amounts=_amounts(e), case_numbers=_entity_set(e, "case_number"), plates=_entity_set(e, "plate"),
+    )
 
 
 def _overlap(a: set[str], b: set[str]) -> bool:
@@ -95,23 +122,15 @@ def view_of(text: str, entities: Entities, encoder: HashedTfidfEncoder, *, petit
 
 def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:
     """Features of (incoming petition q, earlier case c); every value a float, names in FEATURES."""
-    from triage.linking.features import sparse_cosine
-
     inter = len(q.shingles & c.shingles)
-    union = len(q.shingles | c.shingles) or 1
+    union = (len(q.shingles) + len(c.shingles) - inter) or 1
     smaller = min(len(q.shingles), len(c.shingles)) or 1
     rare_shared = len(q.rare_words & c.rare_words)
-    qe, ce = q.entities, c.entities
-    persons = _overlap(_entity_set(qe, "person"), _entity_set(ce, "person"))
-    ident_q = _entity_set(qe, "phone", 7) | _entity_set(qe, "id_number", 15)
-    ident_c = _entity_set(ce, "phone", 7) | _entity_set(ce, "id_number", 15)
-    same_pet = bool(q.petitioner_keys & c.petitioner_keys) or bool(ident_q & ident_c)
-    districts_q = {e.text for e in qe.of_type("place") if _DISTRICT_SUFFIX.search(e.text)}
-    place_q = _entity_set(qe, "place", 3) - districts_q
-    place_c = _entity_set(ce, "place", 3) - {e.text for e in ce.of_type("place") if _DISTRICT_SUFFIX.search(e.text)}
-    orgs_q, orgs_c = _entity_set(qe, "org", 3), _entity_set(ce, "org", 3)
-    shared_org = _overlap(orgs_q, orgs_c)
-    am_q, am_c = _amounts(qe), _amounts(ce)
+    qs, cs = q.sets, c.sets
+    persons = _overlap(qs.persons, cs.persons)
+    same_pet = bool(q.petitioner_keys & c.petitioner_keys) or bool(qs.ident & cs.ident)
+    shared_org = _overlap(qs.orgs, cs.orgs)
+    am_q, am_c = qs.amounts, cs.amounts
     word_cos = sparse_cosine(q.tfidf, c.tfidf)
     days = None
     if q.submitted_at and c.submitted_at:
@@ -128,14 +147,14 @@ def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:
         "same_subdivision": float(bool(q.subdivision and q.subdivision == c.subdivision)),
         "district_same": float(bool(q.district and q.district == c.district)),
         "district_conflict": float(bool(q.district and c.district and q.district != c.district)),
-        "shared_place_detail": float(_overlap(place_q, place_c)),
+        "shared_place_detail": float(_overlap(qs.places, cs.places)),
         "shared_org": float(shared_org),
-        "org_conflict": float(bool(orgs_q and orgs_c and not shared_org)),
-        "shared_official": float(_overlap(_entity_set(qe, "official"), _entity_set(ce, "official"))),
+        "org_conflict": float(bool(qs.orgs and cs.orgs and not shared_org)),
+        "shared_official": float(_overlap(qs.officials, cs.officials)),
         "shared_amount": float(bool(am_q & am_c)),
         "amount_conflict": float(bool(am_q and am_c and not am_q & am_c)),
-        "shared_case_number": float(bool(_entity_set(qe, "case_number") & _entity_set(ce, "case_number"))),
-        "shared_plate": float(bool(_entity_set(qe, "plate") & _entity_set(ce, "plate"))),
+        "shared_case_number": float(bool(qs.case_numbers & cs.case_numbers)),
+        "shared_plate": float(bool(qs.plates & cs.plates)),
         "log_days": math.log1p(days) if days is not None else 0.0,
         "days_unknown": float(days is None),
         "repeat_cue": float(q.repeat_cue),

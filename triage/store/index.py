@@ -111,9 +111,11 @@ class VectorMirror:
     def refresh(self) -> int:
         """Pull vectors added since the last refresh; returns how many were added."""
         with self._lock:
-            with _single_reads(self.store) as c:  # the common case: nothing new, one statement
-                if (c.scalar(select(func.max(CaseVector.seq))) or 0) == self.last_seq:
-                    return 0
+            if self.store.engine.dialect.name == "postgresql":
+                with _single_reads(self.store) as c:  # the common case: nothing new, one autocommit statement
+                    if (c.scalar(select(func.max(CaseVector.seq))) or 0) == self.last_seq:
+                        return 0
+            # (SQLite: the read transaction below makes the same check first; a second session cost as much.)
             with self.store.read() as s:
                 top = s.scalar(select(func.max(CaseVector.seq))) or 0
                 if top == self.last_seq:
