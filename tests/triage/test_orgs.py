@@ -110,8 +110,8 @@ def test_save_and_load_keep_every_weight(tmp_path: Path) -> None:
     assert back.lexicon.names == {"区政府": 4} and back.version == "t-1"
 
 
-@pytest.mark.skipif(not ORG_TAGGER_PATH.exists(), reason="shipped model missing")
 def test_shipped_tagger_is_used_with_a_word_tagger(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    assert ORG_TAGGER_PATH.exists(), "the organisation tagger ships in models/entities/"
     tagger = load_org_tagger()
     assert tagger is not None
     x = EntityExtractor(taxonomy.gazetteer, WordTagger(ORG_SENTENCES), departments=taxonomy.responsibilities.values())
