@@ -6,7 +6,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.triage.test_entities import ORG_SENTENCES, WordTagger
 from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, EntityExtractor, load_org_tagger
