@@ -15,6 +15,7 @@ from serving.deps import PipelineDep, StoreDep
 from serving.idempotency import run_idempotent
 from serving.metrics import REVIEW_ACTIONS
 from serving.routes.cases import CaseId
+from serving.views import ReviewTaskView
 from triage import review
 from triage.review import Change, QueueFilter, QueueItem, SplitPart
 
@@ -34,20 +35,6 @@ class QueuePage(BaseModel):
     count: int
     page: int
     page_size: int
-
-
-class TaskView(BaseModel):
-    id: int
-    case_id: str
-    state: str
-    reason: str
-    priority: str
-    due_date: date | None
-    claimed_by: str | None
-    claimed_at: datetime | None
-    resolved_at: datetime | None
-    created_at: datetime
-    version: int
 
 
 class DecideRequest(BaseModel):
@@ -161,14 +148,14 @@ def _write(request: Request, principal: Principal, body: Any, action: str, fn: A
     return run_idempotent(request, principal, body, execute)
 
 
-@router.post("/tasks/{task_id}/claim", response_model=TaskView, responses=_WRITE_PROBLEMS)
+@router.post("/tasks/{task_id}/claim", response_model=ReviewTaskView, responses=_WRITE_PROBLEMS)
 async def claim_task(request: Request, task_id: TaskId, store: StoreDep, principal: Reviewer) -> JSONResponse:
     """Claim an open review task (one reviewer per task)."""
 
     def fn() -> Any:
         task = review.claim(store, task_id, actor=principal.actor, role=principal.role,
                             can_see_confidential=principal.sees_confidential)
-        return TaskView.model_validate(task).model_dump(mode="json")
+        return ReviewTaskView.model_validate(task).model_dump(mode="json")
 
     return await run_in_threadpool(_write, request, principal, {"task_id": task_id}, "claim", fn)
 
