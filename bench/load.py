@@ -129,7 +129,10 @@ def drop_pg(pg_admin: str, name: str) -> None:
 
 async def run_level(base_url: str, key: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     latencies: list[float] = []
+    started: list[float] = []
+    stages: dict[str, list[float]] = {}  # the server's own pipeline stage times (stages_ms of the responses)
     statuses: dict[int, int] = {}
+    t0 = time.perf_counter()
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for b in bodies:
         queue.put_nowait(b)
@@ -145,13 +148,20 @@ async def run_level(base_url: str, key: str, bodies: list[dict[str, Any]], concu
                 t = time.perf_counter()
                 r = await client.post("/api/v1/petitions/triage", json=body)
                 latencies.append((time.perf_counter() - t) * 1000)
+                started.append(t - t0)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code in (200, 201):
+                    for k, v in r.json().get("stages_ms", {}).items():
+                        stages.setdefault(k, []).append(v)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     arr = np.array(latencies)
-    return {"concurrency": concurrency, "requests": len(latencies), "statuses": statuses,
+    slowest = sorted(zip(latencies, started, strict=True), reverse=True)[:5]
+    return {"slowest": [{"ms": round(ms, 1), "started_s": round(st, 2)} for ms, st in slowest],
+            "server_stages_p50_ms": {k: round(float(np.percentile(v, 50)), 1) for k, v in stages.items()},
+            "concurrency": concurrency, "requests": len(latencies), "statuses": statuses,
             "p50_ms": round(float(np.percentile(arr, 50)), 1), "p99_ms": round(float(np.percentile(arr, 99)), 1),
             "mean_ms": round(statistics.fmean(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1)}
 

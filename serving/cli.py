@@ -22,9 +22,12 @@ def serve(
     n_workers = workers or settings.workers
     if n_workers > 1:
         prepare_metrics_dir()  # every worker writes its metrics there; /metrics aggregates them
+    from serving.nodelay import NoDelayHTTPProtocol
+
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
+        http=NoDelayHTTPProtocol,  # TCP_NODELAY also with several workers (serving/nodelay.py)
         host=host or settings.host,
         port=port or settings.port,
         workers=n_workers,

@@ -187,9 +187,9 @@ class CaseStore:
         """A session for one write transaction: committed when the block ends, rolled back on error.
 
         SQLite has one writer at a time: the threads of this process queue on a lock before BEGIN IMMEDIATE
-        (woken as soon as the writer commits) instead of in SQLite's busy handler, which polls with sleeps
-        growing to 100 ms and left some requests waiting seconds at 32 concurrent requests. Other processes
-        still queue on the busy timeout."""
+        (woken as soon as the writer commits) rather than all polling in SQLite's busy handler (sleeps growing
+        to 100 ms). Other processes still queue on the busy timeout. Its effect on the tail at 8–32 concurrent
+        requests is not settled by measurement yet (the tail is dominated by stalls of other causes)."""
         self.ensure_ready()
         with self._sqlite_writer or nullcontext(), self._write_sessions() as s, s.begin():
             yield s
