@@ -9,13 +9,14 @@ runs the extractor did not tag, so an untagged ID number or mobile number never 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from triage.pii import UNMASKED, mask_entities, mask_id_number, mask_phone, mask_text
 from triage.schemas import Decision, DuplicateLink, Entities, Suggestion
+from triage.store.records import ReviewTaskRecord
 
 _ID_RUN = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _MOBILE_RUN = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
@@ -93,18 +94,8 @@ class TriageResponse(BaseModel):
     stages_ms: dict[str, float]
 
 
-class ReviewTaskView(BaseModel):
-    id: int
-    case_id: str
-    state: str
-    reason: str
-    priority: str
-    due_date: date | None
-    claimed_by: str | None
-    claimed_at: datetime | None
-    resolved_at: datetime | None
-    created_at: datetime
-    version: int
+class ReviewTaskView(ReviewTaskRecord):
+    """A review task as the API shows it (no personal data in it: the store record's fields as they are)."""
 
 
 class DecisionView(BaseModel):
@@ -194,5 +185,5 @@ def case_view(rec: Any, role: str, *, detail: bool = False, hidden_ids: set[str]
         suggestions=[SuggestionView.model_validate(s.model_dump()) for s in rec.suggestions],
         decisions=[DecisionView.model_validate(d.model_dump()) for d in rec.decisions],
         links=[LinkView.model_validate(lk.model_dump()) for lk in rec.links if lk.linked_case_id not in hidden],
-        review_tasks=[ReviewTaskView.model_validate(t.model_dump()) for t in rec.review_tasks],
+        review_tasks=[ReviewTaskView.model_validate(t, from_attributes=True) for t in rec.review_tasks],
     )
