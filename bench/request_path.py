@@ -9,11 +9,18 @@ by wrapping the component the route calls (the wrappers only read the clock):
 * save — `CaseStore.save_triage` (features recomputed by the route, when it still does, are counted apart);
 * rest — total minus the above (validation, response model, JSON, Starlette, thread hand-offs).
 
+Wall times move with the machine's load; `process_cpu_ms_per_request` (all threads of this process, TestClient
+included) and each part's `cpu_mean` (thread CPU time) move much less: compare trees with those, alternating runs.
+
 The store is a SQLite file (or a PostgreSQL URL) that you fill first, e.g. with bench/store_scale.py's
 generator (LOAD ONLY: template texts, random bands and vectors); requests are bench/load.py's 500-character
 petitions, every fifth from a repeat petitioner.
 
     .venv/bin/python bench/request_path.py --db /tmp/base.db --copy --requests 200 [--profile out.html]
+    py-spy record -r 500 -f raw -o stacks.txt -- .venv/bin/python bench/request_path.py --db /tmp/base.db --copy --no-ner
+
+pyinstrument (--profile) samples the main thread only: the request runs in a worker thread, so its profile shows
+the client waiting. py-spy (`pip install py-spy`; samples every thread) shows the request path.
 """
 
 from __future__ import annotations
@@ -39,13 +46,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+CPU: dict[str, list[float]] = defaultdict(list)  # thread CPU time of the wrapped parts (ms)
+
+
 def _timed(sink: dict[str, list[float]], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*a: Any, **kw: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         try:
             return fn(*a, **kw)
         finally:
             sink[name].append((time.perf_counter() - t) * 1000)
+            CPU[name].append((time.thread_time() - c) * 1000)
 
     return wrapper
 
@@ -108,6 +119,8 @@ def main() -> None:
         for i, b in enumerate(bodies[:args.warmup]):
             post(i, b)
         t.clear()
+        CPU.clear()
+        cpu0 = time.process_time()
         profiler = None
         if args.profile:
             from pyinstrument import Profiler
@@ -125,20 +138,25 @@ def main() -> None:
             for k, v in out["stages_ms"].items():
                 t[f"stage.{k}"].append(v)
         load1 = os.getloadavg()
+        cpu_total = time.process_time() - cpu0
         if profiler is not None:
             profiler.stop()
             args.profile.write_text(profiler.output_html())
             print(profiler.output_text(unicode=True, color=False, show_all=False), file=sys.stderr)
         stored = store.count_cases()
     parts = {k: {"p50": round(float(np.percentile(v, 50)), 2), "mean": round(statistics.fmean(v), 2),
-                 "p99": round(float(np.percentile(v, 99)), 2), "n": len(v)} for k, v in sorted(t.items())}
+                 "p99": round(float(np.percentile(v, 99)), 2), "n": len(v),
+                 **({"cpu_mean": round(statistics.fmean(CPU[k]), 2)} if CPU.get(k) else {})} for k, v in sorted(t.items())}
     accounted = sum(statistics.fmean(t[k]) for k in ("auth", "save", "features_again", "hidden") if t.get(k))
     accounted += sum(statistics.fmean(v) for k, v in t.items() if k.startswith("stage."))
     print(json.dumps({
         "requests": len(totals), "stored_cases": stored, "links_returned": links, "idempotency": args.idempotency,
         "total_ms": {"p50": round(float(np.percentile(totals, 50)), 2), "mean": round(statistics.fmean(totals), 2),
                      "p99": round(float(np.percentile(totals, 99)), 2)},
-        "rest_mean_ms": round(statistics.fmean(totals) - accounted, 2), "parts": parts,
+        "rest_mean_ms": round(statistics.fmean(totals) - accounted, 2),
+        # CPU time of the whole process (every thread: client, event loop, request threads) per request: the figure
+        # that matters on a CPU-bound box and the one that moves least with other processes' load.
+        "process_cpu_ms_per_request": round(cpu_total * 1000 / len(totals), 2), "parts": parts,
         "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in load1],
     }, ensure_ascii=False, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)

@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,11 +68,35 @@ MATTERS = ["小区噪声扰民，夜间施工持续到凌晨", "公司拖欠工�
 FILLER = "请有关部门尽快调查处理，依法维护群众合法权益。此前已多次向相关单位反映，至今未得到解决。"
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory of this process (VmRSS; RssAnon: private heap; RssFile: mapped files, shareable page cache)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def worker_probe(url: str, index_dir: str, codec: str, nprobe: int, dim: int, stored: int, n: int = 300) -> None:
+    """(--worker-probe, a separate process) What one more API worker pays: open the link index's vector mirror
+    (persisted base memory-mapped + the newer rows), then `n` vector queries; prints one JSON line."""
+    store = CaseStore(make_engine(url), pii_secret=SECRET)
+    rss0 = rss_mb()
+    index = SqlCaseIndex(store, nprobe=nprobe, index_dir=Path(index_dir), codec=codec)
+    t = time.perf_counter()
+    index.vectors.refresh()
+    open_s = time.perf_counter() - t
+    rss1, anon1 = rss_mb(), rss_mb("RssAnon")
+    lat = []
+    for _, _, vec in queries(Generator(dim), stored, n, seed=31):
+        t = time.perf_counter()
+        index.vector_candidates(vec, k=CandidateLimits().vectors)
+        lat.append((time.perf_counter() - t) * 1000)
+    print(json.dumps({"open_s": round(open_s, 3), "persisted": index.vectors.persisted is not None,
+                      "rss_mb_before": round(rss0), "rss_mb_open": round(rss1), "rss_anon_mb_open": round(anon1),
+                      "rss_mb_after_queries": round(rss_mb()), "rss_anon_mb_after_queries": round(rss_mb("RssAnon")),
+                      "rss_file_mb_after_queries": round(rss_mb("RssFile")),
+                      "vectors_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99)}, "load": round(os.getloadavg()[0], 1)}))
+    store.engine.dispose()
 
 
 def _mix(x: np.ndarray, salt: int) -> np.ndarray:
@@ -439,7 +464,14 @@ def main() -> None:
     ap.add_argument("--pg-db", help="database name (default triage_bench_<pid>); an existing one is reused and topped up")
     ap.add_argument("--sqlite-path", help="SQLite file (default: a temporary directory); an existing one is reused")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--index-dir", type=Path,
+                    help="persist the mirror's IVF base here (memory-mapped, shared by workers); default: in memory")
+    ap.add_argument("--codec", choices=["SQ8", "Flat"], default="SQ8", help="IVF codes of the vector mirror")
+    ap.add_argument("--worker-probe", nargs=2, metavar=("URL", "STORED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker_probe:
+        worker_probe(args.worker_probe[0], str(args.index_dir), args.codec, args.nprobe, args.dim, int(args.worker_probe[1]))
+        return
 
     tmp = tempfile.TemporaryDirectory(prefix="store_scale_")
     admin = None
@@ -471,12 +503,19 @@ def main() -> None:
                 c.exec_driver_sql("ANALYZE")
             stored = store.count_cases()
             rss0 = rss_mb()
-            index = SqlCaseIndex(store, nprobe=args.nprobe, band_fanout=None)  # the band query uncapped: "bands"
+            index = SqlCaseIndex(store, nprobe=args.nprobe, band_fanout=None,  # the band query uncapped: "bands"
+                                 index_dir=args.index_dir, codec=args.codec)
             capped = SqlCaseIndex(store, band_fanout=args.band_fanout) if args.band_fanout else None
             t = time.perf_counter()
             index.vectors.refresh()
             mirror_s = time.perf_counter() - t
             rss1 = rss_mb()
+            worker = None
+            if args.index_dir is not None:  # one more worker starting now (the base exists): a separate process
+                cmd = [sys.executable, __file__, "--backend", args.backend, "--worker-probe", url, str(filled),
+                       "--index-dir", str(args.index_dir), "--codec", args.codec, "--nprobe", str(args.nprobe),
+                       "--dim", str(args.dim)]
+                worker = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             load_q = os.getloadavg()[0]
             if log is not None:
                 log.seen.clear()
@@ -500,7 +539,9 @@ def main() -> None:
                    "bulk_fill_cases_per_s": round(fill_rate) if fill_rate else None,
                    "bulk_fill_s": {k: round(v, 1) for k, v in fill.items()} if fill else None,
                    "product_writes_cases_per_s": round(write_rate, 1), "load_writes": round(load_w, 1),
-                   "mirror_load_s": round(mirror_s, 2), "mirror_kind": index.vectors.kind,
+                   "mirror_load_s": round(mirror_s, 2), "mirror_kind": index.vectors.kind, "mirror_codec": args.codec,
+                   "mirror_persisted": str(index.vectors.persisted) if index.vectors.persisted else None,
+                   "nprobe": args.nprobe, "second_worker": worker,
                    "mirror_nlist": getattr(index.vectors.index, "nlist", None), "ivf_recall": recall,
                    "rss_mb_before_mirror": round(rss0), "rss_mb_after_mirror": round(rss1), "db_mb": round(db_mb),
                    "queries": args.queries, "query_wall_s": round(query_s, 1),

@@ -6,9 +6,10 @@ built once in the lifespan, never at import.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
@@ -17,7 +18,7 @@ from serving.errors import install_error_handlers
 from serving.limits import BodySizeLimit
 from serving.logs import configure_logging
 from serving.metrics import MetricsMiddleware, render_metrics
-from serving.ner import LacTagger
+from serving.ner import word_tagger
 from serving.ratelimit import RateLimiter
 from serving.routes import audit, cases, health, models, petitions, review
 from serving.settings import ServiceSettings
@@ -33,8 +34,8 @@ logger = logging.getLogger(__name__)
 def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | None]:
     """Load the domain data and whatever stages are available; report the model directory used."""
     taxonomy = load_taxonomy(settings.data_dir)
-    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger() if settings.ner else None,
-                                departments=taxonomy.responsibilities.values())
+    tagger = word_tagger(settings.ner_engine, settings.onnx_threads) if settings.ner else None
+    extractor = EntityExtractor(taxonomy.gazetteer, tagger, departments=taxonomy.responsibilities.values())
     model_dir: str | None = None
     classifier = None
     if (settings.model_dir / "manifest.json").exists():
@@ -51,9 +52,12 @@ def build_pipeline(settings: ServiceSettings) -> tuple[TriagePipeline, str | Non
 def build_store(settings: ServiceSettings) -> CaseStore:
     """The case store at TRIAGE_DATABASE_URL (schema upgraded on first use for SQLite by default)."""
     from triage.store import load_pii_secret, make_engine
+    from triage.store.engine import is_sqlite_url
     from triage.store.migrate import auto_upgrade_allowed
 
-    engine = make_engine(settings.database_url)
+    pool = {} if is_sqlite_url(settings.database_url) else dict(
+        pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow, pool_pre_ping=settings.db_pool_pre_ping)
+    engine = make_engine(settings.database_url, **pool)
     secret = load_pii_secret(settings.pii_key.get_secret_value() if settings.pii_key else None, settings.pii_key_file)
     return CaseStore(engine, pii_secret=secret, auto_upgrade=auto_upgrade_allowed(engine, settings.db_auto_upgrade))
 
@@ -65,7 +69,9 @@ def attach_store_stages(pipeline: TriagePipeline, store: CaseStore, settings: Se
             from triage.linking.linker import load_linker
             from triage.store.index import SqlCaseIndex
 
-            pipeline.linker = load_linker(SqlCaseIndex(store), secret=store.pii_secret)
+            index = (SqlCaseIndex(store) if settings is None else
+                     SqlCaseIndex(store, index_dir=settings.link_index_dir, nprobe=settings.link_nprobe))
+            pipeline.linker = load_linker(index, secret=store.pii_secret)
         except (ImportError, TriageError) as exc:
             logger.warning("link stage not available: %s", type(exc).__name__)
     if pipeline.decider is None:
@@ -141,7 +147,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.model_dir = model_dir
         app.state.model_version = register_loaded_model(store, model_dir)
         logger.info("service ready=%s stages=%s", pipeline.ready, pipeline.readiness())
+        watch: asyncio.Task[None] | None = None
+        if settings.model_poll_seconds > 0:
+            from serving.model_watch import ModelWatcher
+
+            app.state.model_watcher = ModelWatcher(app.state, store, poll_seconds=settings.model_poll_seconds,
+                                                   onnx_threads=settings.onnx_threads)
+            watch = asyncio.create_task(app.state.model_watcher.run())
         yield
+        if watch is not None:
+            watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await watch
         store.engine.dispose()
 
     app = FastAPI(

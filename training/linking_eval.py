@@ -86,9 +86,9 @@ def evaluate_links(data: Path | Sequence[dict[str, Any]], history: Path, *, link
         rows = data
     tagger = None
     if ner:
-        from serving.ner import LacTagger
+        from serving.ner import word_tagger
 
-        tagger = LacTagger()
+        tagger = word_tagger()  # the service's default word tagger (TRIAGE_NER_ENGINE)
     extractor = EntityExtractor(load_taxonomy().gazetteer, tagger)
     secret = secrets.token_hex(16).encode()
     with tempfile.TemporaryDirectory(prefix="triage-history-") as tmp:

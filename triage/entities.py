@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 # 2: organisation names from LAC words + department names; bare type nouns dropped
 # 3: with a word tagger, organisation spans come from the learned tagger (triage/orgs.py) over those candidates
-EXTRACTOR_VERSION = "entities-3"
+# 4: the default word source is the fast tagger distilled from LAC (triage/words.py; LAC stays an option)
+EXTRACTOR_VERSION = "entities-4"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 
@@ -596,9 +597,13 @@ class EntityExtractor:
                      basis="event" if events else "petitioner")
 
 
-@functools.cache
 def load_org_tagger(path: Path = ORG_TAGGER_PATH) -> OrgTagger | None:
-    """The shipped organisation tagger, or None (logged) when the artifact is missing."""
+    """The shipped organisation tagger, or None (logged) when the artifact is missing (one instance per path)."""
+    return _load_org_tagger(Path(path).resolve())
+
+
+@functools.cache
+def _load_org_tagger(path: Path) -> OrgTagger | None:
     if not path.exists():
         logger.warning("no organisation tagger at %s: organisation names from rules only", path)
         return None

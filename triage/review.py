@@ -27,11 +27,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from triage.errors import TriageError
 from triage.pii import deidentify
-from triage.schemas import Decision, Petition, Reason
+from triage.schemas import Decision, Entities, Petition, Reason
 from triage.store.errors import CaseNotFoundError, ConflictError, StaleVersionError
-from triage.store.models import Case, DecisionRow, ReviewTask, SuggestionRow, utcnow
-from triage.store.repository import CaseStore, _decision_summary
+from triage.store.models import AuditEventRow, Case, CasePetitionerKey, DecisionRow, ReviewTask, SuggestionRow, utcnow
+from triage.store.repository import CaseStore, _decision_summary, _review_due
 from triage.taxonomy import Taxonomy
+from triage.text import normalize
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,14 @@ OVERRIDE_REASONS: dict[str, str] = {
     "new_facts": "有新的事实和理由",
     "multiple_matters": "多项诉求需分别处理",
     "duplicate": "与已有案件为同一事项",
+    "not_duplicate": "并非同一事项（并案有误）",
     "other": "其他（须在备注中说明）",
 }
 COMMENT_REQUIRED = frozenset({"other"})
 FINAL_STATUSES = ("auto", "not_accepted")  # what a reviewer may set; merged goes through merge()
 SORTS = ("deadline", "priority", "created", "confidence")
 MAX_COMMENT = 1000
+UNMERGE_RULE_ID = "HUMAN_UNMERGE"  # the reason an un-merge appends (override statistics skip these rows)
 CONFIDENCE_FIELD = "track"
 
 
@@ -367,14 +370,84 @@ def merge(
                 "audit_seq": seq}
 
 
+def unmerge(
+    store: CaseStore, case_id: str, *, actor: str, role: str, can_see_confidential: bool, reason_code: str | None,
+    comment: str | None = None, expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Undo a confirmed merge (撤销并案): the case gets back the decision it had before the merge.
+
+    The restored decision is a copy of the last one before the merge, with its source (a system decision
+    stays a system decision, an officer's confirmation stays one) and a HUMAN_UNMERGE reason; a merge the
+    rules had proposed is no longer proposed. merged_into is cleared. When the case goes back to review
+    (status needs_review) or the merge closed open tasks, a new review task (reason "unmerged") is opened.
+    A reason code is required. Un-merging a case whose last merge action was already undone returns that
+    earlier result (`unchanged`: true) without writing anything.
+
+    Raises:
+        CaseNotFoundError (404), StaleVersionError (409), ReviewActionError (422: no reason, not merged).
+    """
+    comment = clean_comment(comment)
+    _check_reason(reason_code, comment, required=True)
+    with _writing(store, f"案件 {case_id}") as s:
+        case = _visible_case(s, case_id, can_see_confidential)
+        if case.status != "merged":
+            last = s.scalars(select(AuditEventRow).where(AuditEventRow.case_id == case_id,
+                                                         AuditEventRow.action.in_(("merge", "unmerge")))
+                             .order_by(AuditEventRow.seq.desc()).limit(1)).first()
+            if last is not None and last.action == "unmerge":
+                after = last.after or {}
+                return {"case_id": case_id, "unmerged_from": (last.before or {}).get("merged_into"),
+                        "case_version": case.version, "decision": {k: v for k, v in after.items() if k != "task_id"},
+                        "task_id": after.get("task_id"), "audit_seq": int(last.seq), "unchanged": True}
+            raise ReviewActionError(f"案件 {case_id} 未并案，无需撤销")
+        if expected_version is not None and case.version != expected_version:
+            raise StaleVersionError(f"案件 {case.id} 已更新到版本 {case.version}（请求基于版本 {expected_version}）")
+        rows = s.scalars(select(DecisionRow).where(DecisionRow.case_id == case_id).order_by(DecisionRow.id.desc())).all()
+        previous = next((r for r in rows if r.decision.get("status") != "merged"), None)
+        if previous is None:
+            raise ReviewActionError(f"案件 {case_id} 没有并案前的分办决定，不能撤销并案")
+        was = case.merged_into
+        old = Decision.model_validate(previous.decision)
+        restored = Decision.model_validate({
+            **old.model_dump(), "merged_into": None,
+            "proposed_status": None if old.proposed_status == "merged" else old.proposed_status,
+            "reasons": [*[r.model_dump() for r in old.reasons],
+                        Reason(rule_id=UNMERGE_RULE_ID, message=f"人工撤销并案（原并入 {was}）：恢复并案前的决定").model_dump()],
+        })
+        before = store._case_summary(case)
+        store._apply_decision(case, restored)
+        s.add(DecisionRow(case_id=case.id, decision=restored.model_dump(mode="json"), rules_version=restored.rules_version,
+                          model_versions=dict(restored.model_versions), source=previous.source,
+                          confirmed_by=actor if previous.source == "human" else None))
+        merge_event = s.scalars(select(AuditEventRow).where(AuditEventRow.case_id == case_id, AuditEventRow.action == "merge")
+                                .order_by(AuditEventRow.seq.desc()).limit(1)).first()
+        closed = (merge_event.after or {}).get("closed_tasks") if merge_event is not None else None
+        task: ReviewTask | None = None
+        if restored.status == "needs_review" or closed:
+            task = ReviewTask(case_id=case_id, state="open", reason="unmerged", priority=restored.priority,
+                              due_date=_parent_due(s, case_id) or _review_due(restored))
+            s.add(task)
+        s.flush()
+        task_id = task.id if task is not None else None
+        summary = _decision_summary(restored)
+        seq = _event(store, s, case_id=case_id, actor=actor, role=role, action="unmerge", before=before,
+                     after={**summary, "task_id": task_id}, reason_code=reason_code, comment=comment,
+                     model_versions=dict(restored.model_versions), rules_version=restored.rules_version)
+        return {"case_id": case_id, "unmerged_from": was, "case_version": case.version, "decision": summary,
+                "task_id": task_id, "audit_seq": seq, "unchanged": False}
+
+
 def split(
     store: CaseStore, taxonomy: Taxonomy, case_id: str, parts: list[SplitPart], *, actor: str, role: str,
-    can_see_confidential: bool, comment: str | None = None,
+    can_see_confidential: bool, comment: str | None = None, extractor: Any = None, featurizer: Any = None,
 ) -> dict[str, Any]:
     """Split a petition with several matters into new cases (one per part), each queued for review.
 
     The new cases keep the original's petitioner, channel, place and received date, take the
     track/department given for their part (else the original's), and get an open review task.
+    With `extractor` (the pipeline's entity extractor) each part's normalised text gets its entities,
+    and with `featurizer` (the linker's) its link data — the petitioner's keys, MinHash bands and
+    vector — so a later petition about one of the matters links to that part like to any triaged case.
     """
     comment = clean_comment(comment)
     if not 2 <= len(parts) <= 10:
@@ -382,14 +455,33 @@ def split(
     for i, part in enumerate(parts):
         _check_code(taxonomy, "tracks", f"parts[{i}].track", part.track)
         _check_code(taxonomy, "departments", f"parts[{i}].department", part.department)
+    texts = [normalize(part.text) for part in parts]
+    if any(not t for t in texts):
+        raise ReviewActionError("parts 中有内容为空的部分")
+    # Extraction and featurising are the slow part: done before the write transaction.
+    entities: list[Entities | None] = [None] * len(parts)
+    if extractor is not None:
+        with store.read() as s:
+            parent_row = _visible_case(s, case_id, can_see_confidential)
+            channel, submitted_at = parent_row.channel, parent_row.submitted_at
+        for i, t in enumerate(texts):
+            try:
+                petition = Petition(text=t, channel=channel, submitted_at=submitted_at)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ReviewActionError(f"parts 第 {i + 1} 部分的文本不符合要求") from exc
+            entities[i] = extractor.extract(t, petition)
+    features = featurizer.features_many(texts) if featurizer is not None else [None] * len(parts)
+    extractor_version = getattr(extractor, "version", None)
     with _writing(store, f"案件 {case_id}") as s:
         parent = _visible_case(s, case_id, can_see_confidential)
         if parent.status == "merged":
             raise ReviewActionError(f"案件 {case_id} 已并入 {parent.merged_into}，不能拆分")
         suggested = _latest_decision(s, case_id)
         taken = set(s.scalars(select(Case.id).where(Case.id.startswith(f"{case_id}-S", autoescape=True))))
+        keys = tuple(s.scalars(select(CasePetitionerKey.key).where(CasePetitionerKey.case_id == case_id)))
         n, children = 0, []
-        for part in parts:
+        link_data = []
+        for i, part in enumerate(parts):
             n += 1
             while f"{case_id}-S{n}" in taken:
                 n += 1
@@ -397,11 +489,12 @@ def split(
             if len(child_id) > 64:
                 raise ReviewActionError(f"案件编号 {case_id} 过长，不能再拆分")
             try:
-                petition = Petition(id=child_id, text=part.text, title=part.title, submitted_at=parent.submitted_at,
+                petition = Petition(id=child_id, text=texts[i], title=part.title, submitted_at=parent.submitted_at,
                                     channel=parent.channel, headcount=parent.headcount)  # type: ignore[arg-type]
             except ValueError as exc:
                 raise ReviewActionError(f"parts 第 {len(children) + 1} 部分的文本不符合要求") from exc
-            child = store._new_case(s, petition, store.content_hash(petition), None, parent.extractor_version, source="api")
+            child = store._new_case(s, petition, store.content_hash(petition), entities[i],
+                                    extractor_version if entities[i] is not None else parent.extractor_version, source="api")
             child.petitioner_id = parent.petitioner_id
             child.district, child.district_raw, child.subdivision = parent.district, parent.district_raw, parent.subdivision
             decision = Decision.model_validate({
@@ -411,12 +504,14 @@ def split(
             })
             _apply(store, s, child, decision, actor=actor)
             s.flush()
+            link_data.append((child_id, keys, features[i]))
             task = ReviewTask(case_id=child_id, state="open", reason="split", priority=decision.priority,
                               due_date=_parent_due(s, case_id))
             s.add(task)
             s.flush()
             children.append({"case_id": child_id, "task_id": task.id, "track": decision.track,
                              "department": decision.department})
+        store._write_link_data(s, link_data, replace=False)
         events = [dict(case_id=case_id, actor=actor, role=role, action="split", before=store._case_summary(parent),
                        after={"children": [c["case_id"] for c in children]}, reason_code="multiple_matters", comment=comment,
                        model_versions=dict(suggested.model_versions), rules_version=suggested.rules_version)]
@@ -462,6 +557,8 @@ def override_stats(store: CaseStore, *, since: datetime | None = None) -> dict[s
         system = last_system.get(case_id)
         if system is None or decision.get("status") == "merged" or (since is not None and created_at < since):
             continue
+        if ((decision.get("reasons") or [{}])[-1]).get("rule_id") == UNMERGE_RULE_ID:
+            continue  # an un-merge restores an earlier decision: not a new review decision
         expected_status = system.get("proposed_status") or ("auto" if system.get("status") == "needs_review"
                                                             else system.get("status"))
         field_changed = {f: decision.get(f) != system.get(f) for f in ("track", "department")}

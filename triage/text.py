@@ -45,20 +45,40 @@ def _t2s():  # type: ignore[no-untyped-def]  # opencc ships no type hints
     return opencc.OpenCC("t2s")
 
 
-def _strip_controls(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in "\n\t":
-            out.append(ch)
-            continue
-        cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cs", "Co", "Cn"):
-            # Controls, lone surrogates, private use and unassigned code points carry no text.
-            continue
-        if cat == "Cf":  # format characters: zero-width joiners, BOM, bidi marks
-            continue
-        out.append(ch)
-    return "".join(out)
+class _CleanTable(dict[int, int | None]):
+    """`str.translate` table: full-width forms → half-width (_FW_TABLE), control / format / private-use /
+    unassigned code points → removed, everything else kept. Filled lazily, one `unicodedata` look-up per
+    distinct code point; after that a text is cleaned at C speed (was a Python loop over the characters)."""
+
+    _MAX_CACHED = 65_536  # distinct code points remembered (a text of random code points cannot grow it further)
+
+    def __missing__(self, cp: int) -> int | None:
+        ch = chr(cp)
+        # Controls, lone surrogates, private use, unassigned code points and format characters (zero-width
+        # joiners, BOM, bidi marks) carry no text; newline and tab stay.
+        keep = ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Co", "Cn", "Cf")
+        out = cp if keep else None
+        if len(self) < self._MAX_CACHED:
+            self[cp] = out
+        return out
+
+
+_CLEAN_TABLE = _CleanTable(_FW_TABLE)
+
+
+def _clean(text: str) -> str:
+    """Full-width forms → half-width; control, surrogate, private-use, unassigned and format characters out
+    (newline and tab stay)."""
+    return text.translate(_CLEAN_TABLE) if not text.isascii() else _ASCII_CONTROLS.sub("", text)
+
+
+_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# normalize() runs several times on the same text in one request (the request model's validator, the
+# pipeline, the classifier); it is a pure function of its input, so recent results are remembered, keyed by
+# the input and by the output (normalize is idempotent: tests/triage/test_text.py).
+_MEMO: dict[str, str] = {}
+_MEMO_MAX = 256
 
 
 def normalize(text: str) -> str:
@@ -67,9 +87,19 @@ def normalize(text: str) -> str:
     >>> normalize("我在ＡＢＣ公司上班，電話１３８ 0000")
     '我在ABC公司上班，电话138 0000'
     """
+    out = _MEMO.get(text)
+    if out is None:
+        out = _normalize(text)
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[text] = out
+        _MEMO[out] = out
+    return out
+
+
+def _normalize(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_FW_TABLE)
-    text = _strip_controls(text)
+    text = _clean(text)
     with _converter_lock:
         text = _t2s().convert(text)
     text = _SPACES.sub(" ", text)

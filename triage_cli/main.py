@@ -6,6 +6,7 @@ import typer
 
 from serving.cli import app as serving_app
 from serving.keys_cli import app as keys_app
+from serving.models_cli import app as models_app
 from training.cli import data_app
 from training.feedback import register as register_feedback_commands
 from training.jobs.cli import register as register_job_commands
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(serving_app)  # serve
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")  # keys create|list|revoke
+app.add_typer(models_app, name="models")  # models register
 app.add_typer(rules_app, name="rules")  # rules check|explain
 register_model_commands(app)  # train, evaluate, promote, split, prepare-corpus, bench
 register_job_commands(app)  # reclassify

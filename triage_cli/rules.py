@@ -128,9 +128,9 @@ def rules_explain(
         decider = load_decider(taxonomy, rules_file)
         ner_tagger = None
         if ner:
-            from serving.ner import LacTagger
+            from serving.ner import word_tagger
 
-            ner_tagger = LacTagger()
+            ner_tagger = word_tagger()
         extractor = EntityExtractor(taxonomy.gazetteer, ner_tagger)
         classifier = OnnxClassifier(model or settings.model_dir, taxonomy, intra_op_threads=settings.onnx_threads)
     except TriageError as exc:

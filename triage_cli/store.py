@@ -86,7 +86,7 @@ def audit_verify(url: str = typer.Option(None, "--db", "--url", help=URL_HELP)) 
 def ingest(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSONL petition records"),
     url: str = typer.Option(None, "--db", "--url", help=URL_HELP),
-    ner: bool = typer.Option(True, "--ner/--no-ner", help="Run the LAC NER model (slower; patterns + gazetteer always run)"),
+    ner: bool = typer.Option(True, "--ner/--no-ner", help="Run the word/NER tagger (TRIAGE_NER_ENGINE fast|lac)"),
     features: bool = typer.Option(True, "--features/--no-features", help="Compute link features (bands, vectors)"),
     batch_size: int = typer.Option(200, min=1, max=10_000, help="Records per transaction"),
 ) -> None:
@@ -107,9 +107,9 @@ def ingest(
         raise typer.Exit(1) from exc
     tagger = None
     if ner:
-        from serving.ner import LacTagger
+        from serving.ner import word_tagger
 
-        tagger = LacTagger(intra_op_threads=settings.onnx_threads)
+        tagger = word_tagger(settings.ner_engine, intra_op_threads=settings.onnx_threads)
     extractor = EntityExtractor(load_taxonomy(settings.data_dir).gazetteer, tagger)
     featurizer = _featurizer() if features else None
     with file.open("rb") as fh:

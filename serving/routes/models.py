@@ -33,7 +33,7 @@ class ModelView(BaseModel):
 class ModelList(BaseModel):
     data: list[ModelView]
     loaded: str | None
-    note: str = "激活只记录选择；各工作进程在重启后加载已激活的模型"
+    note: str = "激活后各工作进程在 TRIAGE_MODEL_POLL_SECONDS 秒内于后台加载新模型并切换；加载失败则继续使用原模型"
 
 
 def _views(store: Any, loaded: str | None) -> list[ModelView]:
@@ -58,7 +58,8 @@ async def list_models(request: Request, store: StoreDep,
              responses={404: {"description": "模型版本未登记（T404）"}, 403: {"description": "T403"}})
 async def activate_model(request: Request, store: StoreDep, principal: Annotated[Principal, Depends(require("model_admin"))],
                          name: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")]) -> JSONResponse:
-    """Make a registered model version the active one (takes effect when the workers restart; audited)."""
+    """Make a registered model version the active one (audited). Every worker loads it in the background within
+    TRIAGE_MODEL_POLL_SECONDS and swaps it in; `loaded` says whether the worker that answered serves it yet."""
     loaded = getattr(request.app.state, "model_version", None)
 
     def execute() -> tuple[int, Any]:

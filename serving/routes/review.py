@@ -76,6 +76,24 @@ class MergeResponse(BaseModel):
     audit_seq: int
 
 
+class UnmergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: str = Field(max_length=64, description="撤销并案原因代码（必填），如 not_duplicate、new_facts、other")
+    comment: str | None = Field(None, max_length=review.MAX_COMMENT)
+    expected_version: int | None = Field(None, ge=1, le=2**31, description="读取时的案件版本（乐观锁）")
+
+
+class UnmergeResponse(BaseModel):
+    case_id: str
+    unmerged_from: str | None
+    case_version: int
+    decision: dict[str, Any]
+    task_id: int | None = Field(description="重新打开的审核任务（恢复为待审核时）")
+    audit_seq: int
+    unchanged: bool = Field(description="true：该案件的并案此前已被撤销，未做任何修改")
+
+
 class SplitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -190,14 +208,30 @@ async def merge_case(request: Request, case_id: CaseId, body: MergeRequest, stor
     return await run_in_threadpool(_write, request, principal, body.model_dump(mode="json"), "merge", fn)
 
 
+@router.post("/cases/{case_id}/unmerge", response_model=UnmergeResponse, responses=_WRITE_PROBLEMS)
+async def unmerge_case(request: Request, case_id: CaseId, body: UnmergeRequest, store: StoreDep,
+                       principal: Annotated[Principal, Depends(require("unmerge"))]) -> JSONResponse:
+    """Undo a confirmed merge (撤销并案): restore the decision before the merge and re-open review when due."""
+
+    def fn() -> Any:
+        out = review.unmerge(store, case_id, actor=principal.actor, role=principal.role,
+                             can_see_confidential=principal.sees_confidential, reason_code=body.reason_code,
+                             comment=body.comment, expected_version=body.expected_version)
+        return UnmergeResponse.model_validate(out).model_dump(mode="json")
+
+    return await run_in_threadpool(_write, request, principal, body.model_dump(mode="json"), "unmerge", fn)
+
+
 @router.post("/cases/{case_id}/split", response_model=SplitResponse, responses=_WRITE_PROBLEMS)
 async def split_case(request: Request, case_id: CaseId, body: SplitRequest, store: StoreDep, pipeline: PipelineDep,
                      principal: Reviewer) -> JSONResponse:
-    """Split a petition with several matters into new cases, each queued for review."""
+    """Split a petition with several matters into new cases, each queued for review (with entities, and indexed
+    for duplicate linking like any triaged case)."""
 
     def fn() -> Any:
         out = review.split(store, pipeline.taxonomy, case_id, body.parts, actor=principal.actor, role=principal.role,
-                           can_see_confidential=principal.sees_confidential, comment=body.comment)
+                           can_see_confidential=principal.sees_confidential, comment=body.comment,
+                           extractor=pipeline.extractor, featurizer=getattr(pipeline.linker, "featurizer", None))
         return SplitResponse.model_validate(out).model_dump(mode="json")
 
     return await run_in_threadpool(_write, request, principal, body.model_dump(mode="json"), "split", fn)

@@ -86,6 +86,26 @@ def test_sparse_cosine_equals_the_intersect1d_form_exactly() -> None:
         assert sparse_cosine(a, b) == ref
 
 
+def test_sparse_cosines_equal_sparse_cosine_exactly() -> None:
+    """The batched form (one id match for all candidates) gives bit-identical values, empty vectors included."""
+    from triage.linking.features import sparse_cosine, sparse_cosines
+
+    rng = np.random.default_rng(5)
+
+    def vec() -> tuple[np.ndarray, np.ndarray]:
+        ids = np.unique(rng.integers(0, 300, size=rng.integers(0, 80)))
+        return ids, rng.random(ids.size).astype(np.float32)
+
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    for _ in range(100):
+        a = vec()
+        bs = [vec() for _ in range(rng.integers(0, 50))] + [empty]
+        rng.shuffle(bs)  # type: ignore[arg-type]
+        assert sparse_cosines(a, bs) == [sparse_cosine(a, b) for b in bs]
+    assert sparse_cosines(empty, [vec()]) == [0.0]
+    assert sparse_cosines(vec(), []) == []
+
+
 def test_token_codes_are_blake2b_with_or_without_the_memo() -> None:
     import hashlib
 

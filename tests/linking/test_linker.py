@@ -138,3 +138,42 @@ def test_pair_features_reuse_a_views_entity_sets(extractor: EntityExtractor) -> 
     assert "sets" in vars(views[1])  # cached on the view
     assert [pair_features(views[1], c) for c in (views[0], views[2])] == first
     assert first[0]["shared_amount"] == 1.0 and first[1]["shared_amount"] == 0.0
+
+
+def test_feature_rows_equal_pair_features_with_query_context(extractor: EntityExtractor) -> None:
+    """The batched feature matrix the linker scores is exactly pair_features + add_query_context, and so are the
+    verifier's probabilities from it."""
+    from triage.linking.verifier import feature_rows, pair_features, view_of
+
+    linker = load_linker(MemoryCaseIndex(), secret=SECRET)
+    texts = (ORIGINAL, RESUBMISSION, UNRELATED, ORIGINAL + "老板电话13370120768。", UNRELATED)  # a tie for is_top
+    views = [view_of(t, extractor.extract(t, Petition(text=t)), linker.encoder,
+                     submitted_at=datetime(2024, 6, 1, tzinfo=TZ) + timedelta(days=i) if i != 2 else None,
+                     petitioner_keys=("k1",) if i in (1, 3) else ()) for i, t in enumerate(texts)]
+    q, cands = views[1], [views[0], views[2], views[3], views[4]]
+    feats = [pair_features(q, c) for c in cands]
+    add_query_context(feats)
+    rows = feature_rows(q, cands)
+    assert rows.tolist() == [[f[name] for name in FEATURES] for f in feats]
+    assert rows[:, FEATURES.index("is_top")].sum() == 1.0 and rows[:, FEATURES.index("same_petitioner")].tolist()[2] == 1.0
+    v = linker.verifier
+    assert np.array_equal(v.probability_of_rows(rows), v.probability(v.matrix(feats)))
+    assert feature_rows(q, []).shape == (0, len(FEATURES))
+    single = [pair_features(q, cands[0])]
+    add_query_context(single)
+    assert feature_rows(q, cands[:1]).tolist() == [[single[0][name] for name in FEATURES]]
+
+
+def test_view_cache_reuses_a_view_until_what_it_reads_changes(extractor: EntityExtractor) -> None:
+    from triage.linking.index import CaseSnapshot
+
+    linker = load_linker(MemoryCaseIndex(), secret=SECRET)
+    ents = extractor.extract(ORIGINAL, Petition(text=ORIGINAL))
+    s = CaseSnapshot(case_id="C-1", text=ORIGINAL, entities=ents, status="needs_review")
+    v = linker.view_of_snapshot(s)
+    same = CaseSnapshot(case_id="C-1", text=ORIGINAL, entities=ents.model_copy(deep=True), status="closed")
+    assert linker.view_of_snapshot(same) is v  # equal content, another status: the cached view
+    fewer = ents.model_copy(update={"items": ents.items[1:]})
+    changed = CaseSnapshot(case_id="C-1", text=ORIGINAL, entities=fewer)
+    assert linker.view_of_snapshot(changed) is not v
+    assert linker.view_of_snapshot(CaseSnapshot(case_id="C-1", text=ORIGINAL + "。", entities=fewer)) is not v

@@ -85,3 +85,18 @@ def test_tag_finds_person_place_org_with_offsets(lac: LacTagger) -> None:
     words = lac.words(text)
     assert words[0][0] == 0 and words[-1][1] == len(text)
     assert all(a[1] == b[0] for a, b in zip(words, words[1:], strict=False))  # words tile the text
+
+
+def test_word_tagger_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.ner import word_tagger
+    from triage.words import WORD_TAGGER_PATH, WordTagger
+
+    assert isinstance(word_tagger("lac"), LacTagger)
+    if WORD_TAGGER_PATH.exists():
+        assert isinstance(word_tagger("fast"), WordTagger)
+        monkeypatch.delenv("TRIAGE_NER_ENGINE", raising=False)
+        assert isinstance(word_tagger(), WordTagger)  # the default
+    monkeypatch.setenv("TRIAGE_NER_ENGINE", "lac")
+    assert isinstance(word_tagger(), LacTagger)
+    with pytest.raises(ValueError):
+        word_tagger("bert")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,54 @@ def test_vector_mirror_switches_to_ivf(store: CaseStore) -> None:
     assert sql.vector_candidates(v17, k=1)[0][0] == "X-17"  # vectors loaded before the switch are still found
     with pytest.raises(ValueError, match="dimension"):
         sql.vector_candidates(np.ones(8, dtype=np.float32), k=1)
+
+
+def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path) -> None:
+    def worker(**kw: int) -> SqlCaseIndex:
+        return SqlCaseIndex(store, ann_threshold=200, nprobe=64, index_dir=tmp_path, **kw)
+
+    a = worker()
+    for i in range(150):
+        a.add(_snap(i), features(i, bands=()))
+    v17 = features(17).vector
+    assert v17 is not None
+    assert a.vector_candidates(v17, k=1)[0][0] == "X-17" and a.vectors.kind == "flat"
+    assert not list(tmp_path.glob("*.faiss"))  # below the threshold: exact search, nothing written
+    for i in range(150, 260):
+        a.add(_snap(i), features(i, bands=()))
+    assert a.vector_candidates(v17, k=1)[0][0] == "X-17"
+    assert a.vectors.kind == "ivf" and a.vectors.persisted is not None and len(a.vectors) == 260
+    built = a.vectors.persisted
+    assert [p.name for p in tmp_path.glob("*.faiss")] == [built.name]
+
+    b = worker()  # another worker: opens the same file (memory-mapped) instead of building one
+    assert b.vectors.refresh() == 260 and b.vectors.persisted == built and b.vectors.delta is None
+    v = features(217).vector
+    assert v is not None
+    assert [c for c, _ in b.vector_candidates(v, k=3)] == [c for c, _ in a.vector_candidates(v, k=3)]
+    assert b.vector_candidates(v, k=3)[0] == ("X-217", pytest.approx(1.0, abs=0.02))  # SQ8 codes: approximate cosine
+
+    for i in range(260, 265):  # newer rows: the exact delta on top of the base, in both workers
+        a.add(_snap(i), features(i, bands=()))
+    v262 = features(262).vector
+    assert v262 is not None
+    assert a.vector_candidates(v262, k=1)[0][0] == b.vector_candidates(v262, k=1)[0][0] == "X-262"
+    assert b.vectors.delta is not None and b.vectors.delta.ntotal == 5
+
+    a.add(_snap(17), LinkFeatures(bands=(), vector=v262))  # a case of the base moves: its old row must not be found
+    assert "X-17" not in {c for c, _ in b.vector_candidates(v17, k=5)}
+    assert {c for c, s in b.vector_candidates(v262, k=2) if s > 0.999} == {"X-17", "X-262"}
+
+    b.vectors.compact_after = 3  # fold the delta into a new file (background thread)
+    b.vectors.refresh()
+    a.add(_snap(265), features(265, bands=()))
+    b.vector_candidates(v262, k=1)
+    assert b.vectors._compactor is not None
+    b.vectors._compactor.join(timeout=60)
+    assert b.vectors.persisted is not None and b.vectors.persisted != built and not built.exists()
+    assert b.vectors.base.ntotal == 267 and b.vectors.delta is None  # 260 + 7 newer rows (X-17's old one stays, dead)
+    assert b.vector_candidates(v262, k=2)[0][1] > 0.99 and "X-17" not in {c for c, _ in b.vector_candidates(v17, k=5)}
+    c = worker()  # a new worker opens the compacted file
+    assert c.vectors.refresh() == 267 and c.vectors.persisted == b.vectors.persisted
+    v265 = features(265).vector
+    assert v265 is not None and c.vector_candidates(v265, k=1)[0][0] == "X-265"

@@ -82,9 +82,9 @@ def build_extractor(taxonomy: Any, ner: bool) -> EntityExtractor:
     """The entity extractor as the service builds it (serving/app.py): patterns + gazetteer (+ LAC NER)."""
     tagger = None
     if ner:
-        from serving.ner import LacTagger
+        from serving.ner import word_tagger
 
-        tagger = LacTagger()
+        tagger = word_tagger()  # TRIAGE_NER_ENGINE: fast (default) or lac, as the service
     return EntityExtractor(taxonomy.gazetteer, tagger)
 
 

@@ -18,6 +18,7 @@ points with fixed integer mixing (no Python `hash()`), permutations come from a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -122,9 +123,15 @@ _PUNCT_TOKEN = re.compile(r"^[\W_]+$", re.UNICODE)
 
 def word_tokens(text: str) -> list[str]:
     """Words of `segment()` without whitespace/punctuation tokens (the encoder's analyzer)."""
+    return list(_word_tokens(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _word_tokens(text: str) -> tuple[str, ...]:
+    # Memoised for the few latest texts: the link stage reads the petition's words twice (its vector, its view).
     from triage.text import segment
 
-    return [w for w in segment(text) if not _PUNCT_TOKEN.match(w)]
+    return tuple(w for w in segment(text) if not _PUNCT_TOKEN.match(w))
 
 
 _TOKEN_CODES: dict[str, int] = {}
@@ -144,7 +151,7 @@ def _token_code(t: str) -> int:
 def token_codes(tokens: Sequence[str]) -> npt.NDArray[np.uint64]:
     """A stable 64-bit code per token (blake2b of its UTF-8 bytes; memoised per word, the hashing was a third
     of a view's cost)."""
-    return np.fromiter((_token_code(t) for t in tokens), dtype=np.uint64, count=len(tokens))
+    return np.fromiter(map(_token_code, tokens), dtype=np.uint64, count=len(tokens))
 
 
 @dataclass
@@ -228,6 +235,35 @@ def sparse_cosine(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
     if not hit.any():
         return 0.0
     return float(np.dot(a[1][pos[hit]], b[1][hit]))
+
+
+def sparse_cosines(a: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+                   bs: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]) -> list[float]:
+    """`[sparse_cosine(a, b) for b in bs]`, with the id matching done once for all of bs.
+
+    Each cosine is still one np.dot of the same shared weights in the same order (contiguous slices of
+    the gathered arrays), so every value equals sparse_cosine's."""
+    out = [0.0] * len(bs)
+    if a[0].size == 0 or not bs:
+        return out
+    sizes = np.fromiter((b[0].size for b in bs), dtype=np.intp, count=len(bs))
+    if not sizes.any():
+        return out
+    ids = np.concatenate([b[0] for b in bs])
+    pos = np.searchsorted(a[0], ids)
+    np.minimum(pos, a[0].size - 1, out=pos)
+    hit = a[0][pos] == ids
+    qa = a[1][pos[hit]]
+    cb = np.concatenate([b[1] for b in bs])[hit]
+    shared = np.zeros(hit.size + 1, dtype=np.intp)
+    np.cumsum(hit, out=shared[1:])
+    ends = shared[np.cumsum(sizes)].tolist()  # shared ids before each b's end
+    start = 0
+    for i, end in enumerate(ends):
+        if end > start:
+            out[i] = float(np.dot(qa[start:end], cb[start:end]))
+        start = end
+    return out
 
 
 class LinkFeaturizer:

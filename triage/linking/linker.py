@@ -18,7 +18,7 @@ from pathlib import Path
 
 from triage.linking.features import DEFAULT_LINKER_DIR, HashedTfidfEncoder, LinkFeaturizer, load_encoder
 from triage.linking.index import CaseIndex, CaseSnapshot, LinkFeatures
-from triage.linking.verifier import VERIFIER_FILE, CaseView, LinkVerifier, add_query_context, pair_features, reasons_for, view_of
+from triage.linking.verifier import FEATURES, VERIFIER_FILE, CaseView, LinkVerifier, feature_rows, reasons_for, view_of
 from triage.pii import petitioner_key
 from triage.schemas import DuplicateLink, Entities, Petition, Petitioner
 
@@ -58,9 +58,13 @@ def petition_keys(petitioner: Petitioner | None, entities: Entities | None, secr
 @dataclass
 class ScoredCandidate:
     snapshot: CaseSnapshot
-    features: dict[str, float]
+    values: list[float]  # the pair's features, in verifier.FEATURES order
     probability: float
     days: float | None
+
+    @property
+    def features(self) -> dict[str, float]:
+        return dict(zip(FEATURES, self.values, strict=True))
 
 
 class CaseLinker:
@@ -79,7 +83,7 @@ class CaseLinker:
         self.threshold = verifier.threshold if threshold is None else threshold
         self.version = f"linker-{verifier.version}"
         self.view_cache_size = view_cache_size
-        self._views: OrderedDict[str, tuple[CaseSnapshot, CaseView]] = OrderedDict()
+        self._views: OrderedDict[str, tuple[tuple[object, ...], CaseView]] = OrderedDict()
 
     # -- registration (history, ingest, tests)
     def snapshot_of(self, petition: Petition, text: str, entities: Entities, *, status: str | None = None) -> CaseSnapshot:
@@ -123,11 +127,10 @@ class CaseLinker:
         if not snapshots:
             return []
         q = self.view(text, entities, petition_keys(petition.petitioner, entities, self.secret), petition.submitted_at)
-        feats = [pair_features(q, self.view_of_snapshot(s)) for s in snapshots]
-        add_query_context(feats)
-        probs = self.verifier.probability(self.verifier.matrix(feats))
+        rows = feature_rows(q, [self.view_of_snapshot(s) for s in snapshots])  # one matrix, one product
+        probs = self.verifier.probability_of_rows(rows)
         return [ScoredCandidate(s, f, float(p), _days(petition.submitted_at, s.submitted_at))
-                for s, f, p in zip(snapshots, feats, probs, strict=True)]
+                for s, f, p in zip(snapshots, rows.tolist(), probs, strict=True)]
 
     def link(self, petition: Petition, text: str, entities: Entities) -> list[DuplicateLink]:
         """Links to earlier cases about the same matter, most probable first (empty when none passes)."""
@@ -138,10 +141,12 @@ class CaseLinker:
         features = self.featurizer.features(text)
         scored = self.score(petition, text, entities, self.candidates(petition, text, entities, features))
         scored = sorted((c for c in scored if c.probability >= self.threshold), key=lambda c: -c.probability)
-        links = [DuplicateLink(case_id=c.snapshot.case_id, probability=round(c.probability, 4),
-                               reasons=reasons_for(c.features, c.days), status=c.snapshot.status,
-                               same_petitioner=bool(c.features["same_petitioner"]))
-                 for c in scored[:self.limits.max_links]]
+        links = []
+        for c in scored[:self.limits.max_links]:
+            f = c.features
+            links.append(DuplicateLink(case_id=c.snapshot.case_id, probability=round(c.probability, 4),
+                                       reasons=reasons_for(f, c.days), status=c.snapshot.status,
+                                       same_petitioner=bool(f["same_petitioner"])))
         logger.debug("link id=%s candidates=%d links=%d", petition.id, len(scored), len(links))
         return links, features
 
@@ -149,17 +154,26 @@ class CaseLinker:
         return view_of(text, entities, self.encoder, petitioner_keys=keys, submitted_at=at)
 
     def view_of_snapshot(self, s: CaseSnapshot) -> CaseView:
-        """The verifier's view of a stored case, cached by case id while its snapshot is unchanged."""
+        """The verifier's view of a stored case, cached by case id while what the view reads of it is unchanged."""
+        key = _view_key(s)
         hit = self._views.get(s.case_id)
-        if hit is not None and hit[0] == s:
+        if hit is not None and hit[0] == key:
             self._views.move_to_end(s.case_id)
             return hit[1]
         v = view_of(s.text, s.entities, self.encoder, petitioner_keys=s.petitioner_keys, submitted_at=s.submitted_at,
                     district=s.district, subdivision=s.subdivision)
-        self._views[s.case_id] = (s, v)
+        self._views[s.case_id] = (key, v)
         if len(self._views) > self.view_cache_size:
             self._views.popitem(last=False)
         return v
+
+
+def _view_key(s: CaseSnapshot) -> tuple[object, ...]:
+    """Everything `view_of` reads of a snapshot: its text, keys, time, place and, of the entities, type/text/value of
+    each and the resolved place (cheap to compare, unlike the pydantic models' ==; the status is not read)."""
+    e = s.entities
+    return (s.text, s.petitioner_keys, s.submitted_at, s.district, s.subdivision, e.place.district, e.place.subdivision,
+            tuple([(x.type, x.text, x.value) for x in e.items]))
 
 
 def _days(a: datetime | None, b: datetime | None) -> float | None:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from triage.errors import ArtifactMismatchError
-from triage.linking.features import HashedTfidfEncoder, shingle_text, sparse_cosine, word_tokens
+from triage.linking.features import HashedTfidfEncoder, shingle_text, sparse_cosine, sparse_cosines, word_tokens
 from triage.schemas import Entities
 
 VERIFIER_FILE = "verifier.json"
@@ -164,6 +164,79 @@ def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:
     }
 
 
+_COL = {name: i for i, name in enumerate(FEATURES)}
+_WORD_COS, _COS_GAP, _IS_TOP = _COL["word_cos"], _COL["cos_gap"], _COL["is_top"]
+
+
+def _any_overlap(a: set[str], b: set[str]) -> bool:
+    return bool(a and b) and _overlap(a, b)
+
+
+def feature_rows(q: CaseView, cands: Sequence[CaseView]) -> np.ndarray:
+    """`pair_features` of q with every candidate plus `add_query_context`, as one float64 matrix
+    [len(cands), len(FEATURES)] in FEATURES order — the same values (same expressions, no dict per pair)."""
+    n = len(cands)
+    if not n:
+        return np.zeros((0, len(FEATURES)), dtype=np.float64)
+    q_sh, q_rare, qs = q.shingles, q.rare_words, q.sets
+    n_q = len(q_sh)
+    q_keys, q_ident = q.petitioner_keys, qs.ident
+    q_persons, q_places, q_orgs, q_officials = qs.persons, qs.places, qs.orgs, qs.officials
+    q_amounts, q_cases, q_plates = qs.amounts, qs.case_numbers, qs.plates
+    q_len1, q_at, q_district, q_sub = len(q.text) + 1, q.submitted_at, q.district, q.subdivision
+    cue = float(q.repeat_cue)
+    log, log1p = math.log, math.log1p
+    rows = []
+    for c, word_cos in zip(cands, sparse_cosines(q.tfidf, [c.tfidf for c in cands]), strict=True):
+        c_sh = c.shingles
+        inter = len(q_sh & c_sh)
+        n_c = len(c_sh)
+        union = (n_q + n_c - inter) or 1
+        smaller = min(n_q, n_c) or 1
+        cs = c.sets
+        shared_org = _any_overlap(q_orgs, cs.orgs)
+        am_c = cs.amounts
+        days = None
+        if q_at and c.submitted_at:
+            days = abs((q_at - c.submitted_at).total_seconds()) / 86400.0
+        shared_amount = bool(q_amounts & am_c)
+        rows.append((
+            word_cos,
+            inter / union,
+            inter / smaller,
+            log1p(len(q_rare & c.rare_words)),
+            log1p(len(q_rare - c.rare_words)),
+            abs(log(q_len1 / (len(c.text) + 1))),
+            float(bool(q_keys & c.petitioner_keys) or bool(q_ident & cs.ident)),
+            float(_any_overlap(q_persons, cs.persons)),
+            float(bool(q_sub and q_sub == c.subdivision)),
+            float(bool(q_district and q_district == c.district)),
+            float(bool(q_district and c.district and q_district != c.district)),
+            float(_any_overlap(q_places, cs.places)),
+            float(shared_org),
+            float(bool(q_orgs and cs.orgs and not shared_org)),
+            float(_any_overlap(q_officials, cs.officials)),
+            float(shared_amount),
+            float(bool(q_amounts and am_c and not shared_amount)),
+            float(bool(q_cases & cs.case_numbers)),
+            float(bool(q_plates & cs.plates)),
+            log1p(days) if days is not None else 0.0,
+            float(days is None),
+            cue,
+            cue * word_cos,
+            word_cos,
+            1.0,
+        ))
+    m = np.array(rows, dtype=np.float64)
+    cos = m[:, _WORD_COS]
+    order = np.sort(cos)[::-1]
+    best, second = order[0], (order[1] if n > 1 else 0.0)
+    top = cos == best
+    m[:, _COS_GAP] = cos - np.where(top, second, best)
+    m[:, _IS_TOP] = top
+    return m
+
+
 def add_query_context(feats: Sequence[dict[str, float]]) -> None:
     """Set the features that compare a candidate with the other candidates of the same petition.
 
@@ -231,6 +304,15 @@ class LinkVerifier:
         """Calibrated probabilities for feature rows [n, len(features)]."""
         z = self.platt_a * self.margin(rows) + self.platt_b
         return 1.0 / (1.0 + np.exp(-z))
+
+    @functools.cached_property
+    def columns(self) -> np.ndarray:
+        """Where this model's features sit in a `feature_rows` matrix."""
+        return np.asarray([_COL[name] for name in self.features], dtype=np.intp)
+
+    def probability_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for a `feature_rows` matrix (all of FEATURES, in that order)."""
+        return self.probability(rows[:, self.columns])
 
     def matrix(self, feats: Sequence[dict[str, float]]) -> np.ndarray:
         return np.asarray([[f[name] for name in self.features] for f in feats], dtype=np.float64).reshape(-1, len(self.features))
