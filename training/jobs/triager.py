@@ -84,7 +84,7 @@ def build_extractor(taxonomy: Any, ner: bool) -> EntityExtractor:
     if ner:
         from serving.ner import word_tagger
 
-        tagger = word_tagger()  # TRIAGE_NER_ENGINE: fast (default) or lac, as the service
+        tagger = word_tagger()  # TRIAGE_NER_ENGINE: lac (default) or fast, as the service
     return EntityExtractor(taxonomy.gazetteer, tagger)
 
 
