@@ -33,10 +33,10 @@ class ServiceSettings(BaseSettings):
                                      "must stay below the server's max_connections, 100 by default)",
     )
     db_pool_pre_ping: bool = Field(
-        False,
+        True,
         description="PostgreSQL: test each connection with a round trip before every check-out (a triage request checks "
-                    "out ~6). Off: a connection broken by a database restart fails the one request that meets it, then "
-                    "SQLAlchemy discards the whole pool and reconnects",
+                    "out ~6, ~0.8 ms in all), so a database restart fails no request. Off saves that time; the first "
+                    "request that meets a connection broken by a restart then fails",
     )
     pii_key: SecretStr | None = Field(None, description="Secret for keyed petitioner hashes (HMAC); default: pii_key_file")
     pii_key_file: Path = Field(ROOT / "var" / "pii.key", description="Secret file, created (mode 0600) when missing")

@@ -70,3 +70,10 @@ def running_app(db_url: str, tmp: Path, **settings: Any) -> Iterator[tuple[Any, 
 
 def auth(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
+
+
+def register(env: dict[str, Any], text: str, **extra: Any) -> dict[str, Any]:
+    """POST a petition for triage as the clerk of `env` (keys "client", "keys"); the 201 body."""
+    r = env["client"].post("/api/v1/petitions/triage", json={"text": text, **extra}, headers=auth(env["keys"]["clerk"]))
+    assert r.status_code == 201, r.text
+    return dict(r.json())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import auth, running_app
+from tests.api.support import auth, register, running_app
 from tests.factories import FAKE_ID, FAKE_PHONE
 
 TEXT_A = "渝中区某小区物业公司连续三天停水停电，老人小孩生活困难，请住建部门依法查处。"
@@ -23,18 +23,12 @@ def env(tmp_path, db_url: str) -> Iterator[dict[str, Any]]:  # type: ignore[no-u
         yield {"app": app, "client": client, "keys": keys, "store": app.state.store}
 
 
-def _register(env: dict[str, Any], text: str, **extra: Any) -> dict[str, Any]:
-    r = env["client"].post("/api/v1/petitions/triage", json={"text": text, **extra}, headers=auth(env["keys"]["clerk"]))
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
 def test_review_claim_decide_merge_split_and_audit(env: dict[str, Any]) -> None:
     client, keys = env["client"], env["keys"]
     rv, rv2, sup = auth(keys["reviewer"]), auth(keys["reviewer2"]), auth(keys["supervisor"])
-    a = _register(env, TEXT_A, petitioner={"name": "李四", "phone": FAKE_PHONE})
-    b = _register(env, TEXT_B)
-    c = _register(env, TEXT_C)
+    a = register(env, TEXT_A, petitioner={"name": "李四", "phone": FAKE_PHONE})
+    b = register(env, TEXT_B)
+    c = register(env, TEXT_C)
     queue = client.get("/api/v1/review/queue", headers=rv).json()
     assert {i["case_id"] for i in queue["data"]} == {a["id"], b["id"], c["id"]}
 
@@ -112,7 +106,7 @@ def test_review_claim_decide_merge_split_and_audit(env: dict[str, Any]) -> None:
 
 def test_review_queue_filters_and_sorting(env: dict[str, Any]) -> None:
     client, rv = env["client"], auth(env["keys"]["reviewer"])
-    cases = [_register(env, t) for t in (TEXT_A, TEXT_B, TEXT_C)]
+    cases = [register(env, t) for t in (TEXT_A, TEXT_B, TEXT_C)]
     items = client.get("/api/v1/review/queue", headers=rv, params={"sort": "confidence", "order": "desc"}).json()["data"]
     scores = [i["confidence"] for i in items]
     assert len(scores) == 3 and all(s is not None for s in scores) and scores == sorted(scores, reverse=True)
@@ -179,8 +173,8 @@ def test_feedback_export_deidentified(env: dict[str, Any], tmp_path) -> None:  #
 
     client, rv = env["client"], auth(env["keys"]["reviewer"])
     text = f"我叫王小明，身份证{FAKE_ID}，电话{FAKE_PHONE}，住渝中区某街道8栋2单元301室，小区物业停水三天，请处理。"
-    a = _register(env, text, petitioner={"name": "王小明", "id_number": FAKE_ID, "phone": FAKE_PHONE})
-    _register(env, TEXT_B)  # not reviewed: not exported
+    a = register(env, text, petitioner={"name": "王小明", "id_number": FAKE_ID, "phone": FAKE_PHONE})
+    register(env, TEXT_B)  # not reviewed: not exported
     r = client.post(f"/api/v1/review/tasks/{a['review_task_id']}/decide", headers=rv,
                     json={"action": "override", "department": "urban" if a["decision"]["department"] != "urban" else "housing",
                           "reason_code": "wrong_department"})

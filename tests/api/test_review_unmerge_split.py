@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import auth, running_app
+from tests.api.support import auth, register, running_app
 from tests.factories import FAKE_PHONE
 
 TEXT_A = "渝中区某小区物业公司连续三天停水停电，老人小孩生活困难，请住建部门依法查处。"
@@ -26,16 +26,10 @@ def env(tmp_path, db_url: str) -> Iterator[dict[str, Any]]:  # type: ignore[no-u
         yield {"app": app, "client": client, "keys": keys, "store": app.state.store, "db_url": db_url, "tmp": tmp_path}
 
 
-def _register(env: dict[str, Any], text: str, **extra: Any) -> dict[str, Any]:
-    r = env["client"].post("/api/v1/petitions/triage", json={"text": text, **extra}, headers=auth(env["keys"]["clerk"]))
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
 def test_unmerge_restores_the_decision_reopens_review_and_is_audited(env: dict[str, Any]) -> None:
     client, keys = env["client"], env["keys"]
     rv = auth(keys["reviewer"])
-    a, b = _register(env, TEXT_A), _register(env, TEXT_B)
+    a, b = register(env, TEXT_A), register(env, TEXT_B)
     assert b["decision"]["status"] == "needs_review"
     merged = client.post(f"/api/v1/review/cases/{b['id']}/merge", json={"into": a["id"]}, headers=rv)
     assert merged.status_code == 200 and merged.json()["closed_tasks"] == [b["review_task_id"]]
@@ -100,7 +94,7 @@ def test_unmerge_restores_the_decision_reopens_review_and_is_audited(env: dict[s
 
 def test_unmerge_of_a_forwarded_case_opens_no_task(env: dict[str, Any]) -> None:
     client, rv = env["client"], auth(env["keys"]["supervisor"])
-    a, c = _register(env, TEXT_A), _register(env, TEXT_AUTO)
+    a, c = register(env, TEXT_A), register(env, TEXT_AUTO)
     assert c["decision"]["status"] == "auto" and c["review_task_id"] is None
     assert client.post(f"/api/v1/review/cases/{c['id']}/merge", json={"into": a["id"]}, headers=rv).status_code == 200
     undone = client.post(f"/api/v1/review/cases/{c['id']}/unmerge", json={"reason_code": "not_duplicate"},
@@ -114,8 +108,8 @@ def test_unmerge_of_a_forwarded_case_opens_no_task(env: dict[str, Any]) -> None:
 
 def test_unmerge_of_a_confidential_case_is_for_the_supervisor_only(env: dict[str, Any]) -> None:
     client = env["client"]
-    secret = _register(env, "彭水县某村党支部书记侵占征地补偿款二十多万元，请纪委调查。（举报人要求对身份保密）")
-    earlier = _register(env, "彭水县某村支书侵占征地补偿款，账目不公开，请纪委调查核实。（要求保密）")
+    secret = register(env, "彭水县某村党支部书记侵占征地补偿款二十多万元，请纪委调查。（举报人要求对身份保密）")
+    earlier = register(env, "彭水县某村支书侵占征地补偿款，账目不公开，请纪委调查核实。（要求保密）")
     sup, rv = auth(env["keys"]["supervisor"]), auth(env["keys"]["reviewer"])
     assert client.post(f"/api/v1/review/cases/{secret['id']}/merge", json={"into": earlier["id"]}, headers=sup).status_code == 200
     hidden = client.post(f"/api/v1/review/cases/{secret['id']}/unmerge", json={"reason_code": "not_duplicate"}, headers=rv)
@@ -131,7 +125,7 @@ def test_split_parts_get_entities_and_link_data(env: dict[str, Any]) -> None:
 
     client, store = env["client"], env["store"]
     petitioner = {"name": "赵六", "phone": FAKE_PHONE}
-    parent = _register(env, PART_1 + PART_2, petitioner=petitioner, submitted_at="2026-03-01T10:00:00+08:00")
+    parent = register(env, PART_1 + PART_2, petitioner=petitioner, submitted_at="2026-03-01T10:00:00+08:00")
     split = client.post(f"/api/v1/review/cases/{parent['id']}/split", headers=auth(env["keys"]["reviewer"]),
                         json={"parts": [{"text": PART_1}, {"text": PART_2}]})
     assert split.status_code == 200, split.text
@@ -146,6 +140,6 @@ def test_split_parts_get_entities_and_link_data(env: dict[str, Any]) -> None:
         assert "观音桥" in str(case.entities)  # the part's own entities, extracted from its text
 
     # A month later the same petitioner comes back about the elevator: the new case links to the second part.
-    again = _register(env, AGAIN, petitioner=petitioner, submitted_at="2026-04-02T10:00:00+08:00")
+    again = register(env, AGAIN, petitioner=petitioner, submitted_at="2026-04-02T10:00:00+08:00")
     linked = {lk["case_id"]: lk["probability"] for lk in again["links"]}
     assert child_ids[1] in linked, again["links"]
