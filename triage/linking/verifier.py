@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from triage.errors import ArtifactMismatchError
-from triage.linking.features import HashedTfidfEncoder, shingle_text, sparse_cosine, sparse_cosines, word_tokens
+from triage.linking.features import HashedTfidfEncoder, shingle_text, sparse_cosines, word_tokens
 from triage.schemas import Entities
 
 VERIFIER_FILE = "verifier.json"
@@ -121,47 +121,12 @@ def view_of(text: str, entities: Entities, encoder: HashedTfidfEncoder, *, petit
 
 
 def pair_features(q: CaseView, c: CaseView) -> dict[str, float]:
-    """Features of (incoming petition q, earlier case c); every value a float, names in FEATURES."""
-    inter = len(q.shingles & c.shingles)
-    union = (len(q.shingles) + len(c.shingles) - inter) or 1
-    smaller = min(len(q.shingles), len(c.shingles)) or 1
-    rare_shared = len(q.rare_words & c.rare_words)
-    qs, cs = q.sets, c.sets
-    persons = _overlap(qs.persons, cs.persons)
-    same_pet = bool(q.petitioner_keys & c.petitioner_keys) or bool(qs.ident & cs.ident)
-    shared_org = _overlap(qs.orgs, cs.orgs)
-    am_q, am_c = qs.amounts, cs.amounts
-    word_cos = sparse_cosine(q.tfidf, c.tfidf)
-    days = None
-    if q.submitted_at and c.submitted_at:
-        days = abs((q.submitted_at - c.submitted_at).total_seconds()) / 86400.0
-    return {
-        "word_cos": word_cos,
-        "char_jaccard": inter / union,
-        "char_containment": inter / smaller,
-        "rare_shared": math.log1p(rare_shared),
-        "rare_only_query": math.log1p(len(q.rare_words - c.rare_words)),
-        "len_ratio": abs(math.log((len(q.text) + 1) / (len(c.text) + 1))),
-        "same_petitioner": float(same_pet),
-        "same_person_name": float(persons),
-        "same_subdivision": float(bool(q.subdivision and q.subdivision == c.subdivision)),
-        "district_same": float(bool(q.district and q.district == c.district)),
-        "district_conflict": float(bool(q.district and c.district and q.district != c.district)),
-        "shared_place_detail": float(_overlap(qs.places, cs.places)),
-        "shared_org": float(shared_org),
-        "org_conflict": float(bool(qs.orgs and cs.orgs and not shared_org)),
-        "shared_official": float(_overlap(qs.officials, cs.officials)),
-        "shared_amount": float(bool(am_q & am_c)),
-        "amount_conflict": float(bool(am_q and am_c and not am_q & am_c)),
-        "shared_case_number": float(bool(qs.case_numbers & cs.case_numbers)),
-        "shared_plate": float(bool(qs.plates & cs.plates)),
-        "log_days": math.log1p(days) if days is not None else 0.0,
-        "days_unknown": float(days is None),
-        "repeat_cue": float(q.repeat_cue),
-        "cue_x_cos": float(q.repeat_cue) * word_cos,
-        "cos_gap": word_cos,  # set by add_query_context once all candidates are known
-        "is_top": 1.0,
-    }
+    """Features of (incoming petition q, earlier case c); every value a float, names in FEATURES.
+
+    One row of `feature_rows` (the single implementation): alone, c is the top candidate (is_top 1) and its
+    cos_gap is its word cosine; `add_query_context` sets both once all candidates of q are known.
+    """
+    return dict(zip(FEATURES, feature_rows(q, [c])[0].tolist(), strict=True))
 
 
 _COL = {name: i for i, name in enumerate(FEATURES)}
