@@ -120,3 +120,42 @@ def test_shipped_tagger_is_used_with_a_word_tagger(taxonomy) -> None:  # type: i
     orgs = [(e.text, e.source) for e in x.extract(p.text, p).items if e.type == "org"]
     assert orgs == [("区信访办", "tagger"), ("区公安分局", "tagger")]  # 法院 alone is a bare type noun (E1)
     assert EntityExtractor(taxonomy.gazetteer).org_tagger is None  # no words, no tagger: rules only
+
+
+def test_convention_names_where_the_tagger_finds_nothing() -> None:
+    from triage.entities import convention_orgs
+
+    def names(text: str, word_orgs: list[tuple[int, int]] | None = None) -> list[str]:
+        return [text[s:e] for s, e in sorted(convention_orgs(text, word_orgs or []))]
+
+    # a level-prefixed body after a function word or at a clause start (E1/E2); not inside a title or a verb
+    assert names("找过镇水利站，区国资委答复说找街道征收办") == ["镇水利站", "区国资委", "街道征收办"]
+    assert names("区长信箱里说，镇里要求，县局长来了，市场监管局") == []
+    assert names("我们恳请县政府：一、组织相关部门") == []  # 请 + 政府: E2 did not add these, writers mostly did not tag them
+    # a quoted name ending in an organisation head: every occurrence; a quoted phrase is no name
+    text = "东城街道“夕阳红颐养院”超床位，夕阳红颐养院的护理员不足，说是“因私绕行”"
+    assert names(text) == ["夕阳红颐养院", "夕阳红颐养院"]
+    # a residential word run with a proper name; descriptions (安置小区) are not names
+    text = "住璧城街道御璟湾小区，旁边的安置小区"
+    assert names(text, [(5, 10), (15, 19)]) == ["御璟湾小区"]
+
+
+def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    sentences = {  # LAC's words for these (dev records): the shipped tagger finds no organisation in them
+        "其按县教委安排到沙子镇交流": [("其", "r"), ("按", "p"), ("县教委", "ORG"), ("安排", "v"), ("到", "v"), ("沙子镇", "LOC"),
+                                      ("交流", "v")],
+        "找过镇水利站，说要等": [("找", "v"), ("过镇", "LOC"), ("水利站", "n"), ("，", "w"), ("说", "v"), ("要", "v"),
+                              ("等", "v")],
+        **ORG_SENTENCES,
+    }
+    x = EntityExtractor(taxonomy.gazetteer, WordTagger(sentences), departments=taxonomy.responsibilities.values())
+
+    def orgs(text: str) -> list[tuple[str, str | None]]:
+        p = Petition(text=text)
+        return [(e.text, e.source) for e in x.extract(p.text, p).items if e.type == "org"]
+
+    assert orgs("其按县教委安排到沙子镇交流") == [("县教委", "convention")]
+    assert orgs("找过镇水利站，说要等") == [("镇水利站", "convention")]
+    # the convention also proposes 区信访办, 区公安分局 and 镇政府 here: the tagger's spans stay, nothing is doubled
+    assert orgs("找了区信访办和区公安分局，督促法院执行") == [("区信访办", "tagger"), ("区公安分局", "tagger")]
+    assert orgs("原国营川东船厂的工人，派出所说去找镇政府") == [("国营川东船厂", "tagger"), ("镇政府", "tagger")]
