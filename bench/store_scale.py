@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import faiss
 import numpy as np
 import sqlalchemy as sa
 
@@ -76,7 +77,8 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def worker_probe(url: str, index_dir: str, codec: str, nprobe: int, dim: int, stored: int, n: int = 300) -> None:
+def worker_probe(url: str, index_dir: str, codec: str, nprobe: int | None, dim: int, stored: int, n: int = 300,
+                 vectors_npy: Path | None = None) -> None:
     """(--worker-probe, a separate process) What one more API worker pays: open the link index's vector mirror
     (persisted base memory-mapped + the newer rows), then `n` vector queries; prints one JSON line."""
     store = CaseStore(make_engine(url), pii_secret=SECRET)
@@ -87,7 +89,7 @@ def worker_probe(url: str, index_dir: str, codec: str, nprobe: int, dim: int, st
     open_s = time.perf_counter() - t
     rss1, anon1 = rss_mb(), rss_mb("RssAnon")
     lat = []
-    for _, _, vec in queries(Generator(dim), stored, n, seed=31):
+    for _, _, vec in queries(Generator(dim, vectors_npy=vectors_npy), stored, n, seed=31):
         t = time.perf_counter()
         index.vector_candidates(vec, k=CandidateLimits().vectors)
         lat.append((time.perf_counter() - t) * 1000)
@@ -115,8 +117,14 @@ def _uniform(x: np.ndarray, salt: int) -> np.ndarray:
 class Generator:
     """Deterministic synthetic cases in matter clusters (LOAD ONLY — see the module docstring)."""
 
-    def __init__(self, dim: int, hot_fraction: float = 0.0, campaigns: int = 20) -> None:
+    def __init__(self, dim: int, hot_fraction: float = 0.0, campaigns: int = 20, vectors_npy: Path | None = None) -> None:
         self.dim = dim
+        # --vectors-npy: case i gets row i (mod its length) of these vectors instead of a synthetic one — e.g. the
+        # realistic distractors of bench/vector_recall.py (real sentences recombined, the linker's encoder), so the
+        # IVF lists have the sizes real vectors give them
+        self.table = np.load(vectors_npy, mmap_mode="r") if vectors_npy is not None else None
+        if self.table is not None and self.table.shape[1] != dim:
+            raise ValueError(f"{vectors_npy}: dimension {self.table.shape[1]}, expected {dim}")
         self.t0 = datetime(2024, 1, 1, tzinfo=UTC)
         self.hot_permille = int(round(hot_fraction * 1000))
         self.campaigns = campaigns
@@ -147,6 +155,8 @@ class Generator:
         return _mix(camp * 64 + b + (1 << 45), 12).view(np.int64).ravel().tolist()  # type: ignore[no-any-return]
 
     def vectors(self, ids: np.ndarray, noise: float = 0.6) -> np.ndarray:
+        if self.table is not None:
+            return np.ascontiguousarray(self.table[np.asarray(ids) % len(self.table)], dtype=np.float32)
         d = np.arange(self.dim, dtype=np.int64)[None, :]
         v = _uniform(self.clusters(ids)[:, None] * self.dim + d, 4) + noise * _uniform(ids[:, None] * self.dim + d, 5)
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
@@ -319,6 +329,9 @@ def queries(gen: Generator, stored: int, n: int, seed: int = 11) -> Iterator[tup
             bands = [bands[k] if k in keep else r.getrandbits(62) for k in range(BANDS)]
             vec = _near(gen.vectors(i)[0], q)
             yield gen.petitioner_keys(i), bands, vec
+        elif gen.table is not None:  # a table row no stored case uses (when the table is longer than the store)
+            v = gen.table[len(gen.table) - 1 - q % max(1, len(gen.table) - stored)]
+            yield [f"new-{q}"], [r.getrandbits(62) for _ in range(BANDS)], np.asarray(v, dtype=np.float32)
         else:
             v = np.random.default_rng(q).normal(size=gen.dim).astype(np.float32)
             yield [f"new-{q}"], [r.getrandbits(62) for _ in range(BANDS)], v / np.linalg.norm(v)
@@ -438,10 +451,11 @@ def vector_recall(index: SqlCaseIndex, gen: Generator, stored: int, n: int = 100
     if m.kind != "ivf":
         return None
     qs = np.stack([vec for _, _, vec in queries(gen, stored, n, seed=23)])
-    old = m.index.nprobe
-    m.index.nprobe = m.index.nlist  # exhaustive = exact over the same stored vectors
+    ivf = faiss.extract_index_ivf(m.index)
+    old = ivf.nprobe
+    ivf.nprobe = ivf.nlist  # exhaustive = exact over the same stored vectors
     _, exact = m.index.search(qs, k)
-    m.index.nprobe = old
+    ivf.nprobe = old
     _, approx = m.index.search(qs, k)
     return {f"recall_at_{k}": round(float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact, strict=True)])), 3),
             f"top3_in_{k}": round(float(np.mean([len(set(a) & set(e[:3])) / 3 for a, e in zip(approx, exact, strict=True)])), 3),
@@ -459,18 +473,21 @@ def main() -> None:
     ap.add_argument("--hot-fraction", type=float, default=0.02,
                     help="share of cases in 20 mass-petition 'campaigns' sharing 24 band values (hot bands)")
     ap.add_argument("--band-fanout", type=int, default=200, help="also time the band query capped at N cases per band")
-    ap.add_argument("--nprobe", type=int, default=32, help="IVF lists probed per vector query (SqlCaseIndex default 32)")
+    ap.add_argument("--nprobe", type=int, help="IVF lists probed per vector query (default: the codec's, DEFAULT_NPROBE)")
     ap.add_argument("--pg-admin", default=os.environ.get("TRIAGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--pg-db", help="database name (default triage_bench_<pid>); an existing one is reused and topped up")
     ap.add_argument("--sqlite-path", help="SQLite file (default: a temporary directory); an existing one is reused")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--index-dir", type=Path,
                     help="persist the mirror's IVF base here (memory-mapped, shared by workers); default: in memory")
-    ap.add_argument("--codec", choices=["SQ8", "Flat"], default="SQ8", help="IVF codes of the vector mirror")
+    ap.add_argument("--codec", choices=["PQfs", "SQ8", "Flat"], default="PQfs", help="IVF codes of the vector mirror")
+    ap.add_argument("--vectors-npy", type=Path,
+                    help="case vectors from this .npy (row i for case i, mod its length) instead of synthetic ones")
     ap.add_argument("--worker-probe", nargs=2, metavar=("URL", "STORED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_probe:
-        worker_probe(args.worker_probe[0], str(args.index_dir), args.codec, args.nprobe, args.dim, int(args.worker_probe[1]))
+        worker_probe(args.worker_probe[0], str(args.index_dir), args.codec, args.nprobe, args.dim, int(args.worker_probe[1]),
+                     vectors_npy=args.vectors_npy)
         return
 
     tmp = tempfile.TemporaryDirectory(prefix="store_scale_")
@@ -487,7 +504,7 @@ def main() -> None:
     engine = make_engine(url)
     upgrade(engine)
     store = CaseStore(engine, pii_secret=SECRET)
-    gen = Generator(args.dim, hot_fraction=args.hot_fraction)
+    gen = Generator(args.dim, hot_fraction=args.hot_fraction, vectors_npy=args.vectors_npy)
     log = StatementLog(engine) if engine.dialect.name == "postgresql" and args.explain else None
     with engine.connect() as c:
         filled = c.execute(sa.text("SELECT count(*) FROM cases WHERE id LIKE 'SYN-%'")).scalar_one()
@@ -513,8 +530,9 @@ def main() -> None:
             worker = None
             if args.index_dir is not None:  # one more worker starting now (the base exists): a separate process
                 cmd = [sys.executable, __file__, "--backend", args.backend, "--worker-probe", url, str(filled),
-                       "--index-dir", str(args.index_dir), "--codec", args.codec, "--nprobe", str(args.nprobe),
-                       "--dim", str(args.dim)]
+                       "--index-dir", str(args.index_dir), "--codec", args.codec,
+                       "--dim", str(args.dim)] + (["--vectors-npy", str(args.vectors_npy)] if args.vectors_npy else [])
+                cmd += ["--nprobe", str(args.nprobe)] if args.nprobe else []
                 worker = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             load_q = os.getloadavg()[0]
             if log is not None:
@@ -541,8 +559,9 @@ def main() -> None:
                    "product_writes_cases_per_s": round(write_rate, 1), "load_writes": round(load_w, 1),
                    "mirror_load_s": round(mirror_s, 2), "mirror_kind": index.vectors.kind, "mirror_codec": args.codec,
                    "mirror_persisted": str(index.vectors.persisted) if index.vectors.persisted else None,
-                   "nprobe": args.nprobe, "second_worker": worker,
-                   "mirror_nlist": getattr(index.vectors.index, "nlist", None), "ivf_recall": recall,
+                   "nprobe": index.vectors.nprobe, "second_worker": worker,
+                   "mirror_nlist": faiss.extract_index_ivf(index.vectors.index).nlist if index.vectors.kind == "ivf" else None,
+                   "ivf_recall": recall, "vectors_npy": str(args.vectors_npy) if args.vectors_npy else None,
                    "rss_mb_before_mirror": round(rss0), "rss_mb_after_mirror": round(rss1), "db_mb": round(db_mb),
                    "queries": args.queries, "query_wall_s": round(query_s, 1),
                    "load_queries": [round(load_q, 1), round(load_q2, 1)],

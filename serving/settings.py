@@ -69,9 +69,13 @@ class ServiceSettings(BaseSettings):
         description="Where the link index's vector base (IVF, above 50k stored cases) is persisted and memory-mapped "
                     "by every worker (built once, then opened in milliseconds); empty: each worker builds it in memory",
     )
-    link_nprobe: int = Field(32, ge=1, le=4096, description="IVF lists probed per vector query of the link index")
+    link_nprobe: int | None = Field(
+        None, ge=1, le=4096,
+        description="IVF lists probed per vector query of the link index (empty: the base's default, 512 for the "
+                    "default fast-scan base; see triage.store.index.DEFAULT_NPROBE)",
+    )
 
-    @field_validator("link_index_dir", mode="before")
+    @field_validator("link_index_dir", "link_nprobe", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -84,8 +85,9 @@ def test_vector_mirror_sees_writes_of_other_workers(store: CaseStore, db_url: st
     other.engine.dispose()
 
 
-def test_vector_mirror_switches_to_ivf(store: CaseStore) -> None:
-    sql = SqlCaseIndex(store, ann_threshold=200, nprobe=64)  # nprobe ≥ nlist (64): IVF searches exhaustively here
+@pytest.mark.parametrize("codec", ["PQfs", "SQ8"])
+def test_vector_mirror_switches_to_ivf(store: CaseStore, codec: str) -> None:
+    sql = SqlCaseIndex(store, ann_threshold=200, nprobe=64, codec=codec)  # nprobe ≥ nlist (64): IVF searches every list
     for i in range(150):
         sql.add(_snap(i), features(i, bands=()))
     v17 = features(17).vector
@@ -103,9 +105,10 @@ def test_vector_mirror_switches_to_ivf(store: CaseStore) -> None:
         sql.vector_candidates(np.ones(8, dtype=np.float32), k=1)
 
 
-def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path) -> None:
-    def worker(**kw: int) -> SqlCaseIndex:
-        return SqlCaseIndex(store, ann_threshold=200, nprobe=64, index_dir=tmp_path, **kw)
+@pytest.mark.parametrize("codec", ["PQfs", "SQ8"])
+def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path, codec: str) -> None:
+    def worker() -> SqlCaseIndex:
+        return SqlCaseIndex(store, ann_threshold=200, nprobe=64, index_dir=tmp_path, codec=codec)
 
     a = worker()
     for i in range(150):
@@ -126,7 +129,7 @@ def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path) -
     v = features(217).vector
     assert v is not None
     assert [c for c, _ in b.vector_candidates(v, k=3)] == [c for c, _ in a.vector_candidates(v, k=3)]
-    assert b.vector_candidates(v, k=3)[0] == ("X-217", pytest.approx(1.0, abs=0.02))  # SQ8 codes: approximate cosine
+    assert b.vector_candidates(v, k=3)[0] == ("X-217", pytest.approx(1.0, abs=0.02))  # 8-bit codes: approximate cosine
 
     for i in range(260, 265):  # newer rows: the exact delta on top of the base, in both workers
         a.add(_snap(i), features(i, bands=()))
@@ -152,3 +155,20 @@ def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path) -
     assert c.vectors.refresh() == 267 and c.vectors.persisted == b.vectors.persisted
     v265 = features(265).vector
     assert v265 is not None and c.vector_candidates(v265, k=1)[0][0] == "X-265"
+
+
+def test_default_base_is_fast_scan_with_its_own_nprobe(store: CaseStore) -> None:
+    from triage.store.index import DEFAULT_NPROBE
+
+    sql = SqlCaseIndex(store, ann_threshold=200)
+    assert sql.vectors.codec == "PQfs" and sql.vectors.nprobe == DEFAULT_NPROBE["PQfs"] == 512
+    assert SqlCaseIndex(store, codec="SQ8").vectors.nprobe == 32 and SqlCaseIndex(store, nprobe=7).vectors.nprobe == 7
+    for i in range(260):
+        sql.add(_snap(i), features(i, bands=()))
+    v = features(99).vector
+    assert v is not None
+    assert sql.vector_candidates(v, k=2)[0][0] == "X-99" and sql.vectors.kind == "ivf"
+    ivf = faiss.extract_index_ivf(sql.vectors.base)
+    assert ivf.nprobe == 512 and faiss.downcast_index(sql.vectors.base.index).k_factor == sql.vectors.refine_factor
+    with pytest.raises(ValueError, match="codec"):
+        SqlCaseIndex(store, codec="PQ64")

@@ -3,8 +3,9 @@
 * petitioner keys and MinHash band hashes are tables (`case_petitioner_keys`, `case_bands`)
   queried with an index: every API worker sees the same data, and it scales with the database;
 * vectors live in `case_vectors`, mirrored by faiss inner-product indexes (VectorMirror: exact
-  `IndexFlatIP` up to `ann_threshold` vectors; above it an IVF-SQ8 base — persisted and opened
-  memory-mapped by every worker when an index directory is given — plus an exact delta). Before
+  `IndexFlatIP` up to `ann_threshold` vectors; above it an IVF base — 4-bit PQ fast-scan lists re-ranked on
+  8-bit codes by default — persisted and opened memory-mapped by every worker when an index directory is
+  given — plus an exact delta). Before
   each vector query the mirror checks `max(seq)` (one index lookup) and pulls only rows with a
   larger seq, so several worker processes stay consistent with the store without talking to each
   other. Writers make seqs visible in commit order (see CaseStore._lock_vectors), so no row is skipped.
@@ -79,19 +80,69 @@ _PG_BANDS_CAPPED = text(
     "GROUP BY c.case_id ORDER BY n DESC, c.case_id LIMIT :lim")
 
 
+def build_ivf(mat: np.ndarray, ids: np.ndarray, *, codec: str = "PQfs", nlist: int | None = None, niter: int = 10,
+              points_per_centroid: int = 40) -> Any:
+    """The mirror's IVF base over these vectors (inner product), ids = seqs. nlist ≈ √n for "PQfs", 2·√n for
+    "SQ8"/"Flat" (at least 64, at most 4096), k-means on
+    `points_per_centroid` points per list, `niter` iterations (at 1M × 512 the former 4·√n lists trained on 64 points
+    each, 25 iterations, cost ~2.6e13 flops: tens of minutes here).
+
+    codec: "SQ8" / "Flat" — the lists hold 8-bit / float32 codes; "PQfs" — the lists hold 4-bit PQ fast-scan codes
+    (dim/4 sub-quantizers: 64 bytes per 512-d vector, scanned with SIMD table lookups), and the candidates they give
+    are re-ranked on 8-bit codes (an `IndexRefine` over an `IndexScalarQuantizer`; `refine_factor` × k candidates),
+    the whole behind an `IndexIDMap` (the refine step needs positions, the mirror seqs)."""
+    n, dim = mat.shape
+    if nlist is None:
+        nlist = int(min(4096, max(64, (1 if codec == "PQfs" else 2) * np.sqrt(n)), n))
+    rng = np.random.default_rng(0)
+    sample = np.ascontiguousarray(mat[np.sort(rng.choice(n, size=min(n, points_per_centroid * nlist), replace=False))])
+    if codec == "PQfs":
+        ivf = faiss.index_factory(dim, f"IVF{nlist},PQ{dim // 4}x4fs", faiss.METRIC_INNER_PRODUCT)
+        refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIDMap(faiss.IndexRefine(ivf, refine))
+    else:
+        index = ivf = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.niter = niter
+    ivf.cp.max_points_per_centroid = points_per_centroid
+    index.train(sample)
+    for lo in range(0, n, 200_000):  # (in slices: the float32 copy faiss makes for adding stays small)
+        index.add_with_ids(np.ascontiguousarray(mat[lo:lo + 200_000]), np.ascontiguousarray(ids[lo:lo + 200_000], dtype=np.int64))
+    logger.info("vector mirror IVF built: %d vectors, nlist=%d, codec=%s", n, nlist, codec)
+    return index
+
+
+def set_search_params(index: Any, nprobe: int, refine_factor: int = 10) -> None:
+    """nprobe of the IVF inside `index` (and the candidates re-ranked, for a "PQfs" base)."""
+    faiss.extract_index_ivf(index).nprobe = nprobe
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexRefine):
+        inner.k_factor = refine_factor
+
+
+# lists probed per query when none is given (serving: TRIAGE_LINK_NPROBE): fast-scan codes are ~8× cheaper to scan
+DEFAULT_NPROBE = {"PQfs": 512, "SQ8": 32, "Flat": 32}
+
+
 class VectorMirror:
     """A faiss copy of `case_vectors`, refreshed incrementally by seq.
 
     Two parts, searched together:
 
-    * a **base**: an inverted-file index (`IVF{nlist},SQ8` by default — 8-bit scalar-quantised codes, a quarter
-      of float32 — nlist ≈ 2·√n, probing `nprobe` lists), built once the store holds more than `ann_threshold`
-      vectors. Its ids are seqs; a seq is turned back into a case id by the store (one primary-key query per
+    * a **base**: an inverted-file index, built once the store holds more than `ann_threshold` vectors
+      (`build_ivf`). By default ("PQfs") nlist ≈ √n lists of 4-bit PQ fast-scan codes (64 bytes per vector),
+      `nprobe` 512 of them scanned (at 1M: half the lists; below ~260k: all of them), the best
+      `refine_factor`·k re-ranked on 8-bit codes: on realistic 1M-case vectors it finds the repeated case for
+      65% of dev re-submissions (exact search 71%) where IVF-SQ8 at nprobe 32 found 38%, at 2–4 ms single-thread
+      (bench/README.md, run 5). "SQ8" (`IVF{2·√n},SQ8`, nprobe 32) and "Flat" remain.
+      Its ids are seqs; a seq is turned back into a case id by the store (one primary-key query per
       search), so rows replaced or deleted since the base was built are simply not found.
       With `index_dir` the base is persisted (`vectors-<store key>-<seq>.faiss`, plus a `.json` naming the
       current file) and opened **memory-mapped, read-only**: every worker of the machine shares the same page
-      cache pages, and a worker starts in milliseconds instead of reading and indexing every stored vector.
-      The first worker to find no usable file builds it, under a file lock (the others wait, then open it).
+      cache pages, and a worker starts in milliseconds instead of reading and indexing every stored vector
+      ("PQfs": the 8-bit re-ranking codes are mapped; the fast-scan lists — 64 bytes per vector, plus 8 for its
+      seq — are read into each worker, ~75 MB at 1M). The first worker to find no usable file builds it, under a
+      file lock (the others wait, then open it).
     * a **delta**: the rows with a larger seq than the base's, in memory, searched exactly (`IndexFlatIP`).
       Below `ann_threshold` this is the whole mirror (exact search). When it holds more than `compact_after`
       rows it is folded into the base: in memory directly; with `index_dir` a background thread writes a new
@@ -102,20 +153,21 @@ class VectorMirror:
     in commit order (see CaseStore._lock_vectors), so no row is skipped.
     """
 
-    def __init__(self, store: CaseStore, *, ann_threshold: int = 50_000, nprobe: int = 32,
-                 faiss_threads: int | None = 1, index_dir: Path | None = None, codec: str = "SQ8",
-                 compact_after: int = 20_000) -> None:
+    def __init__(self, store: CaseStore, *, ann_threshold: int = 50_000, nprobe: int | None = None,
+                 faiss_threads: int | None = 1, index_dir: Path | None = None, codec: str = "PQfs",
+                 compact_after: int = 20_000, refine_factor: int = 10) -> None:
         if faiss_threads is not None:
             # Process-wide: one query at a time gains nothing from OpenMP, and on busy cores its spinning
             # threads cost tens of milliseconds at p99 (measured: p99 37 ms vs 0.6 ms on 5k vectors, 2 cores).
             faiss.omp_set_num_threads(faiss_threads)
-        if codec not in ("SQ8", "Flat"):
-            raise ValueError(f"unknown vector codec {codec!r} (SQ8 or Flat)")
+        if codec not in ("SQ8", "Flat", "PQfs"):
+            raise ValueError(f"unknown vector codec {codec!r} (SQ8, Flat or PQfs)")
         self.faiss_threads = faiss_threads
         self.store = store
         self.ann_threshold = ann_threshold
-        self.nprobe = nprobe
+        self.nprobe = nprobe if nprobe is not None else DEFAULT_NPROBE[codec]
         self.codec = codec
+        self.refine_factor = refine_factor
         self.compact_after = compact_after
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._lock = threading.RLock()
@@ -261,21 +313,9 @@ class VectorMirror:
             self._compactor.start()
 
     def _train(self, mat: np.ndarray, seqs: np.ndarray) -> Any:
-        """An IVF over these vectors. nlist ≈ 2·√n, k-means on 40 points per list, 10 iterations (at 1M × 512 the
-        former 4·√n lists trained on 64 points each, 25 iterations, cost ~2.6e13 flops: tens of minutes here)."""
         assert self.dim is not None
-        n = mat.shape[0]
-        nlist = int(min(4096, max(64, 2 * np.sqrt(n)), n))
-        rng = np.random.default_rng(0)
-        sample = mat[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))]
-        index = faiss.index_factory(self.dim, f"IVF{nlist},{self.codec}", faiss.METRIC_INNER_PRODUCT)
-        ivf = faiss.extract_index_ivf(index)
-        ivf.cp.niter = 10
-        ivf.cp.max_points_per_centroid = 40
-        index.train(np.ascontiguousarray(sample))
-        index.add_with_ids(np.ascontiguousarray(mat), np.asarray(seqs, dtype=np.int64))
-        index.nprobe = self.nprobe
-        logger.info("vector mirror IVF built: %d vectors, nlist=%d, codec=%s", n, nlist, self.codec)
+        index = build_ivf(mat, seqs, codec=self.codec)
+        set_search_params(index, self.nprobe, self.refine_factor)
         return index
 
     # --- the persisted base ---------------------------------------------------------------------------------
@@ -313,8 +353,16 @@ class VectorMirror:
 
     def _open(self, meta: dict[str, Any]) -> None:
         path = self._meta_path().parent / meta["file"]
-        base = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        base.nprobe = self.nprobe
+        # (PQfs: the 8-bit re-ranking codes are a flat array, mapped with IO_FLAG_MMAP_IFC; the fast-scan lists are read)
+        flags = faiss.IO_FLAG_MMAP_IFC if self.codec == "PQfs" else faiss.IO_FLAG_MMAP
+        base = faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY)
+        set_search_params(base, self.nprobe, self.refine_factor)
+        if self.codec == "PQfs":
+            # Map every page of the 8-bit codes now (one scan of them: 0.2 s at 1M): otherwise each of a new worker's
+            # first thousands of queries faults in the ~400 random pages it re-ranks (a fresh process on this VM: 8–11 ms
+            # a query over its first 600 queries, 2.8–3.0 ms after this scan)
+            refine = faiss.downcast_index(faiss.downcast_index(base.index).refine_index)
+            refine.search(np.zeros((1, refine.d), dtype=np.float32), 1)
         self.base, self.base_seq, self.persisted, self.dim = base, int(meta["seq"]), path, int(meta["dim"])
 
     def _write(self, index: Any, seq: int, case_id: str) -> dict[str, Any]:
@@ -399,7 +447,7 @@ class VectorMirror:
 
     # --- search -----------------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """(case_id, cosine) of the k nearest stored vectors, most similar first (SQ8 base: cosine ± ~0.01)."""
+        """(case_id, cosine) of the k nearest stored vectors, most similar first (8-bit codes: cosine ± ~0.01)."""
         self.refresh()
         with self._lock:
             if self.dim is None or (self.base is None and self.delta is None):
@@ -443,17 +491,18 @@ class SqlCaseIndex:
     Args:
         store: the CaseStore whose tables hold the index.
         ann_threshold: above this many vectors the mirror switches from exact search to IVF.
-        nprobe: inverted lists probed per IVF query (recall vs time).
+        nprobe: inverted lists probed per IVF query (recall vs time); None: the codec's default (DEFAULT_NPROBE).
         index_dir: where the IVF base is persisted and memory-mapped from (shared by the workers); None keeps
             it in each process's memory.
-        codec: IVF codes, "SQ8" (8-bit scalar quantiser, default) or "Flat" (float32).
+        codec: IVF codes, "PQfs" (4-bit PQ fast-scan, re-ranked on 8-bit codes; default), "SQ8" (8-bit scalar
+            quantiser) or "Flat" (float32).
         band_fanout: read at most this many cases per band value (the newest by case id) — caps the cost
             of "hot" bands shared by thousands of cases (mass petitions, boilerplate); None reads all.
     """
 
-    def __init__(self, store: CaseStore, *, ann_threshold: int = 50_000, nprobe: int = 32,
+    def __init__(self, store: CaseStore, *, ann_threshold: int = 50_000, nprobe: int | None = None,
                  faiss_threads: int | None = 1, band_fanout: int | None = None, index_dir: Path | None = None,
-                 codec: str = "SQ8") -> None:
+                 codec: str = "PQfs") -> None:
         self.store = store
         self.band_fanout = band_fanout
         self.vectors = VectorMirror(store, ann_threshold=ann_threshold, nprobe=nprobe, faiss_threads=faiss_threads,
