@@ -1,7 +1,7 @@
 """5-fold cross-validated estimate of the corpus heads on the real messages (train + dev), per head.
 
     .venv/bin/python -m training.experiments.real_cv [-f track -f department -f request_type] [--folds 5]
-        [--json var/eval/real-cv.json]
+        [--json var/eval/real-cv.json] [--extra data/datasets/weak/replies.jsonl[:WEIGHT]] [--set key=value]
 
 Complements the 320-message real test split (whose rare tracks have 1-8 examples): the 1,780 real train+dev
 messages are cut into five stratified folds; each fold is predicted by heads trained, with the configuration of
@@ -10,6 +10,11 @@ written/train plus the other four real folds — as `make train-default` trains 
 each head fits its own vectoriser (no shared vocabulary across heads). The real test split is never read.
 Prints one JSON object: per head the pooled out-of-fold macro-F1 / accuracy (department: top-3), the mean and
 standard deviation over folds, and per-class F1 with support.
+
+`--extra FILE[:WEIGHT]` adds the rows of FILE that carry a head's field to every fold's training (never to the
+scored folds), at WEIGHT (default: the file's `data_weights` weight in the config, else 1) — e.g. the weakly
+labelled messages of training/weak.py, which exclude every human-labelled message. `--set` overrides the config
+as `triage train --set` does.
 """
 
 from __future__ import annotations
@@ -25,24 +30,43 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
-from training.config import load_config
-from training.datasets import ROOT, labelled, load_jsonl, model_input
+from training.config import TrainConfig, load_config
+from training.datasets import ROOT, display_path, labelled, load_jsonl, model_input
 from training.metrics import head_metrics
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
 REAL = [ROOT / "data" / "datasets" / "real" / f"{s}.jsonl" for s in ("train", "dev")]
 
 
-def run(fields: list[str], n_folds: int) -> dict[str, Any]:
-    config = load_config()
+def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
+    """`FILE[:WEIGHT]` → (path, weight); without a weight the file's `data_weights` weight (else 1)."""
+    from fnmatch import fnmatch
+
+    path_s, _, weight_s = spec.partition(":")
+    path = Path(path_s)
+    if weight_s:
+        return path, float(weight_s)
+    shown = display_path(path)
+    return path, next((w for pattern, w in config.data_weights.items() if fnmatch(shown, pattern)), 1.0)
+
+
+def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    config = load_config(overrides=overrides)
     real_weight = next((w for p, w in config.data_weights.items() if "real" in p), 1.0)
     written_rows = load_jsonl(WRITTEN).rows
     real_rows = [r for p in REAL for r in load_jsonl(p).rows]
+    specs = [_extra_spec(s, config) for s in extra or []]
+    extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
-                           "real_weight": real_weight, "heads": {}}
+                           "real_weight": real_weight, "overrides": overrides or [],
+                           "extra": [{"path": p, "rows": len(rows), "weight": w} for rows, w, p in extras], "heads": {}}
     for fld in fields:
         t0 = time.perf_counter()
         w_rows, w_y = labelled(written_rows, fld)
+        w_wt = [1.0] * len(w_y)  # written rows, then the extra rows at their weight: always in training
+        for rows, weight, _ in extras:
+            e_rows, e_y = labelled(rows, fld)
+            w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [weight] * len(e_y)
         r_rows, r_y = labelled(real_rows, fld)
         w_x = [model_input(r["text"]) for r in w_rows]
         r_x = [model_input(r["text"]) for r in r_rows]
@@ -59,7 +83,7 @@ def run(fields: list[str], n_folds: int) -> dict[str, Any]:
         for tr, te in folds:
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
-            weights = [1.0] * len(w_x) + [real_weight] * len(tr)
+            weights = w_wt + [real_weight] * len(tr)
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
@@ -90,9 +114,11 @@ def main() -> None:
     ap.add_argument("-f", "--field", action="append", default=[])
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+    ap.add_argument("--extra", action="append", default=[], help="FILE[:WEIGHT]: extra training rows in every fold")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override key.path=value")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    result = run(args.field or ["track", "department", "request_type"], args.folds)
+    result = run(args.field or ["track", "department", "request_type"], args.folds, args.extra, args.overrides)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     print(text)
     if args.json:
