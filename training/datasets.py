@@ -107,6 +107,15 @@ def split_rows(rows: list[dict[str, Any]], fractions: dict[str, float], seed: in
     return out
 
 
+def print_report(report: dict[str, Any], path: Path | None) -> None:
+    """Print a command's JSON report on stdout and, with a path, also write it there."""
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:

@@ -27,14 +27,13 @@ but move a DOMAIN example (tests/rules E17) to another department. Two more sour
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from training.corpus import _SOURCE_KEY, CORPUS_DIR, PUBLIC_DIR, load_real_labels, near_duplicate_pairs, read_jsonl
-from training.datasets import ROOT, write_jsonl
+from training.datasets import ROOT, print_report, write_jsonl
 
 REPLIES = "teddy2020_replies"
 DEFAULT_OUT = ROOT / "data" / "datasets" / "weak" / "replies.jsonl"
@@ -283,11 +282,7 @@ def main() -> None:
         t_rows, t_quality = build_topics(args.public, exclude_texts=skip)
         write_jsonl(args.topics_out, t_rows)
         report["topics"] = t_quality
-    text = json.dumps(report, ensure_ascii=False, indent=1)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

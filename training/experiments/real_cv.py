@@ -20,7 +20,6 @@ as `triage train --set` does.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
 from training.config import TrainConfig, load_config
-from training.datasets import ROOT, display_path, labelled, load_jsonl, model_input
+from training.datasets import ROOT, display_path, labelled, load_jsonl, model_input, print_report
 from training.metrics import head_metrics
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
@@ -119,11 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = run(args.field or ["track", "department", "request_type"], args.folds, args.extra, args.overrides)
-    text = json.dumps(result, ensure_ascii=False, indent=1)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
+    print_report(result, args.json)
 
 
 if __name__ == "__main__":
