@@ -68,6 +68,13 @@ def running_app(db_url: str, tmp: Path, **settings: Any) -> Iterator[tuple[Any, 
         yield app, client, create_keys(app.state.store)
 
 
+@contextmanager
+def app_env(db_url: str, tmp: Path) -> Iterator[dict[str, Any]]:
+    """`running_app` as one dict: app, client, keys, store, db_url, tmp (what the review API tests pass around)."""
+    with running_app(db_url, tmp) as (app, client, keys):
+        yield {"app": app, "client": client, "keys": keys, "store": app.state.store, "db_url": db_url, "tmp": tmp}
+
+
 def auth(key: str) -> dict[str, str]:
     return {"X-API-Key": key}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import auth, register, running_app
+from tests.api.support import app_env, auth, register, running_app
 from tests.factories import FAKE_ID, FAKE_PHONE
 
 TEXT_A = "渝中区某小区物业公司连续三天停水停电，老人小孩生活困难，请住建部门依法查处。"
@@ -18,9 +18,9 @@ TEXT_C = "南岸区某路段路灯坏了两个月没人修，晚上出行很不�
 
 @pytest.fixture()
 def env(tmp_path, db_url: str) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    with running_app(db_url, tmp_path) as (app, client, keys):
-        keys["reviewer2"] = app.state.store.create_api_key("second-reviewer", "reviewer")[1]
-        yield {"app": app, "client": client, "keys": keys, "store": app.state.store}
+    with app_env(db_url, tmp_path) as env:
+        env["keys"]["reviewer2"] = env["store"].create_api_key("second-reviewer", "reviewer")[1]
+        yield env
 
 
 def test_review_claim_decide_merge_split_and_audit(env: dict[str, Any]) -> None:

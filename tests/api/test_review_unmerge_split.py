@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import auth, register, running_app
+from tests.api.support import app_env, auth, register
 from tests.factories import FAKE_PHONE
 
 TEXT_A = "渝中区某小区物业公司连续三天停水停电，老人小孩生活困难，请住建部门依法查处。"
@@ -22,8 +22,8 @@ AGAIN = "江北区观音桥那个小区的电梯还是三天两头坏，上次�
 
 @pytest.fixture()
 def env(tmp_path, db_url: str) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    with running_app(db_url, tmp_path) as (app, client, keys):
-        yield {"app": app, "client": client, "keys": keys, "store": app.state.store, "db_url": db_url, "tmp": tmp_path}
+    with app_env(db_url, tmp_path) as env:
+        yield env
 
 
 def test_unmerge_restores_the_decision_reopens_review_and_is_audited(env: dict[str, Any]) -> None:
