@@ -101,7 +101,7 @@ def build_ivf(mat: np.ndarray, ids: np.ndarray, *, codec: str = "PQfs", nlist: i
         refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         index = faiss.IndexIDMap(faiss.IndexRefine(ivf, refine))
     else:
-        index = ivf = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = niter
     ivf.cp.max_points_per_centroid = points_per_centroid
