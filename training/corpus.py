@@ -266,6 +266,7 @@ def materialize_real(public_dir: Path = PUBLIC_DIR, corpus_dir: Path = CORPUS_DI
             "label_source": lab.get("label_source"),
             "source": lab["source"],
             "topic": src.get("label"),
+            **({"selection": "active"} if lab.get("selection") == "active" else {}),
         })
     return out
 
@@ -300,18 +301,38 @@ def near_duplicate_pairs(records: list[dict[str, Any]], threshold: float = 0.7) 
 
 def real_splits(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Split real messages by a hash of their group: near-duplicate re-posts of one message (the
-    board has many) form one group, so a group never straddles splits."""
+    board has many) form one group, so a group never straddles splits.
+
+    Records labelled from an *active* selection (`"selection": "active"`: messages searched out because
+    they looked like a rare class) do not follow the board's distribution, so they never enter dev or
+    test: they form the extra split "active" (training data only). The groups and splits of the sampled
+    records are computed without them, exactly as before they existed; an active record that is a
+    near-duplicate of a sampled one joins that group and is dropped (split "excluded") unless the group
+    is in train."""
+    sampled = [r for r in records if r.get("selection", "sample") != "active"]
+    active = [r for r in records if r.get("selection", "sample") == "active"]
     links: dict[str, str] = {}
-    for a, b, _ in near_duplicate_pairs(records):
+    for a, b, _ in near_duplicate_pairs(sampled):
         links.setdefault(b, a)
-    for rec in records:
+    for rec in sampled:
         rec["same_as"] = links.get(rec["id"])
-    groups = connected_groups(records, ("same_as",))
+    groups = connected_groups(sampled, ("same_as",))
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
+    for rec in sampled:
         del rec["same_as"]
         rec["group"] = groups[rec["id"]]
         rec["split"] = split_of(rec["group"], salt="real-v1")
+        out[rec["split"]].append(rec)
+    by_id = {r["id"]: r for r in sampled}
+    twins: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a, b, _ in near_duplicate_pairs(records):
+        for x, y in ((a, b), (b, a)):
+            if y in by_id:
+                twins[x].append(by_id[y])
+    for rec in active:
+        near = sorted(twins.get(rec["id"], []), key=lambda t: t["split"] == "train")
+        rec["group"] = near[0]["group"] if near else rec["id"]
+        rec["split"] = "excluded" if near and near[0]["split"] != "train" else "active"
         out[rec["split"]].append(rec)
     return out
 

@@ -195,7 +195,8 @@ def check_real(taxonomy: Taxonomy, corpus_dir: Path, public_dir: Path, result: C
     dup_groups = sum(1 for n in Counter(r["group"] for r in records).values() if n > 1)
     c = Counter
     result.say(f"real corpus: {len(records)} labelled messages; " + ", ".join(
-        f"{s} {len(splits.get(s, []))}" for s in SPLITS) + f"; {dup_groups} near-duplicate groups kept within a split")
+        f"{s} {len(splits.get(s, []))}" for s in (*SPLITS, "active", "excluded"))
+        + f"; {dup_groups} near-duplicate groups kept within a split")
     _distribution(result, "  source", c(r["source"] for r in records))
     _distribution(result, "  topic (board label)", c(r["topic"] for r in records if r.get("topic")))
     _distribution(result, "  track", c(r["track"] for r in records), taxonomy.codes("tracks"))

@@ -199,9 +199,11 @@ def prepare_corpus_cmd(
     from training.datasets import write_jsonl
 
     splits = real_splits(materialize_real())
-    for name in ("train", "dev", "test"):
+    for name in ("train", "dev", "test", "active"):
         write_jsonl(out / f"{name}.jsonl", splits.get(name, []))
-    typer.echo(", ".join(f"{k} {len(splits.get(k, []))}" for k in ("train", "dev", "test")) + f" → {out}")
+    typer.echo(", ".join(f"{k} {len(splits.get(k, []))}" for k in ("train", "dev", "test", "active", "excluded"))
+               + f" → {out} (active: actively selected messages, training only; excluded: their near-duplicates "
+               "of dev/test messages)")
 
 
 def bench_cmd(

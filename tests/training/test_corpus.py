@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from training.corpus import (
     fake_card,
     fake_id_number,
     read_jsonl,
+    real_splits,
     split_of,
     validate_written_record,
 )
@@ -118,3 +120,25 @@ def test_data_check_cli_passes_on_the_committed_corpus() -> None:
     assert result.exit_code == 0, result.output
     assert "written corpus:" in result.output
     assert "data check passed" in result.output
+
+
+def test_actively_selected_real_messages_are_training_only_and_leave_the_splits_alone() -> None:
+    rng = random.Random(7)
+    sampled = [{"id": f"teddy2020-{i}", "text": "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(60))}
+               for i in range(40)]
+    before = {r["id"]: s for s, rows in real_splits([dict(r) for r in sampled]).items() for r in rows}
+    not_train = next(r for r in sampled if before[r["id"]] != "train")
+    in_train = next(r for r in sampled if before[r["id"]] == "train")
+    active = [
+        {"id": "fuzhou12345-a1", "text": "医疗纠纷：手术后出现并发症，医院拒绝赔偿，请求组织调解。" * 3, "selection": "active"},
+        {"id": "fuzhou12345-a2", "text": not_train["text"] + "。", "selection": "active"},
+        {"id": "fuzhou12345-a3", "text": in_train["text"] + "。", "selection": "active"},
+    ]
+    splits = real_splits([dict(r) for r in sampled] + active)
+    after = {r["id"]: s for s, rows in splits.items() for r in rows}
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert after["fuzhou12345-a1"] == "active"
+    assert after["fuzhou12345-a2"] == "excluded"          # near-duplicate of a dev/test message
+    assert after["fuzhou12345-a3"] == "active"            # near-duplicate of a training message: kept
+    assert not {"fuzhou12345-a1", "fuzhou12345-a2", "fuzhou12345-a3"} & {
+        r["id"] for s in ("train", "dev", "test") for r in splits.get(s, [])}

@@ -66,6 +66,8 @@ def main(path: Path) -> int:
             errors.append(f"{w}: bad second_choice {sc}")
         if r.get("track") == "discipline" and "confidential" not in (r.get("flags") or []):
             errors.append(f"{w}: discipline needs flag confidential")
+        if r.get("selection", "active") != "active":
+            errors.append(f"{w}: selection is either absent (a sampled message) or \"active\" (searched out)")
         if not str(r.get("label_source", "")).startswith("read:"):
             errors.append(f"{w}: label_source must be read:<you>")
     for e in errors[:100]:
