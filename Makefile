@@ -46,7 +46,7 @@ train-default: $(VENV)/.dev
 	$(BIN)/triage prepare-corpus --out data/datasets/real
 	$(BIN)/triage split --data $(PUBLIC)/teddy2020_messages_labeled.jsonl --out data/datasets/teddy --stratify label
 	$(BIN)/triage train --name default --out models/default \
-	  --data data/corpus/written/train.jsonl --data data/datasets/real/train.jsonl \
+	  --data data/corpus/written/train.jsonl --data data/datasets/real/train.jsonl --data data/datasets/real/active.jsonl \
 	  --data data/datasets/teddy/train.jsonl --data data/datasets/teddy/dev.jsonl \
 	  --dev data/corpus/written/dev.jsonl --dev data/datasets/real/dev.jsonl \
 	  -f track -f department -f request_type -f label
