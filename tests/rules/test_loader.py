@@ -84,6 +84,8 @@ def test_loader_rejects_duplicate_rule_id(taxonomy, tmp_path: Path) -> None:  # 
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ('taxonomy_version = "2"', 'taxonomy_version = "1"', r"taxonomy_version '1' differs"),
     ("tau_auto = 0.85 ", "tau_auto = 1.5 ", r"thresholds\.tau_auto: must be a number in \[0, 1\]"),
+    ("\nadmin_duty = 0.70\n", "\nadmin_dutty = 0.70\n", r"thresholds\.tau_auto_per_track: unknown track 'admin_dutty'"),
+    ("\npetition = 0.70\n", "\npetition = 70\n", r"thresholds\.tau_auto_per_track\.petition: must be a number in \[0, 1\]"),
     ('period = "15d"', 'period = "15 days"', r"\[deadlines\.registration\]\.period: period '15 days'"),
     ('act_cues = "@act_land"', 'act_cues = "@act_moon"', r"\[channel_windows\.land_arbitration\]\.act_cues"),
     ("holidays = []", "holidays = [\"2027-01-01\"]", r"\[calendar\]\.holidays: expected a list of TOML dates"),

@@ -240,7 +240,12 @@ def test_r09_guidance_for_statutory_tracks_only(taxonomy) -> None:  # type: igno
 def test_r14_low_confidence_records_threshold(taxonomy) -> None:  # type: ignore[no-untyped-def]
     d = decide(taxonomy, WAGE, track={"admin_duty": 0.6, "arbitration": 0.3})
     assert "R14" in d.rules_fired and d.status == "needs_review" and "LOW_CONF" in reason(d, "R14")
-    assert d.thresholds["tau_auto"] == 0.85 and "0.60<0.85" in reason(d, "R14")
+    # admin_duty has its own threshold in [thresholds.tau_auto_per_track]; the trace names it.
+    assert d.thresholds["tau_auto[admin_duty]"] == 0.70 and "0.60<0.70" in reason(d, "R14")
+    assert "tau_auto" not in d.thresholds
+    # A track without an override uses tau_auto.
+    d = decide(taxonomy, "我在沙坪坝区的承包地被收回了。", track={"arbitration": 0.8, "admin_duty": 0.1}, department="agri")
+    assert "R14" in d.rules_fired and d.thresholds["tau_auto"] == 0.85 and "0.80<0.85" in reason(d, "R14")
     # Top score passes tau_auto but the margin over the runner-up is too small.
     d = decide(taxonomy, WAGE, track={"admin_duty": 0.58, "arbitration": 0.42}, department="hrss")
     assert "R14" in d.rules_fired
@@ -251,8 +256,9 @@ def test_r14_low_confidence_records_threshold(taxonomy) -> None:  # type: ignore
 def test_r14_per_track_threshold_override(taxonomy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.rules.support import ROOT
 
-    text = (ROOT / "data" / "policy" / "rules.toml").read_text(encoding="utf-8").replace(
-        "[thresholds.tau_auto_per_track]  # per-class", "[thresholds.tau_auto_per_track]\nadmin_duty = 0.95  # per-class")
+    text = (ROOT / "data" / "policy" / "rules.toml").read_text(encoding="utf-8")
+    assert "\nadmin_duty = 0.70\n" in text
+    text = text.replace("\nadmin_duty = 0.70\n", "\nadmin_duty = 0.95\n", 1)
     path = tmp_path / "rules.toml"
     path.write_text(text, encoding="utf-8")
     ctx = context(taxonomy, WAGE, track={"admin_duty": 0.9, "arbitration": 0.05})
@@ -325,7 +331,7 @@ def test_decision_carries_full_trace(taxonomy) -> None:  # type: ignore[no-untyp
     assert d.rules_version == dec.version and d.rules_version.startswith("1.0.0+")
     assert d.model_versions == {"track": "fixture-scores", "department": "fixture-scores"}
     assert set(d.rules_fired) <= {r.id for r in dec.rules.rules}
-    assert {"tau_auto", "department_min"} <= set(d.thresholds)
+    assert {"tau_auto[admin_duty]", "department_min"} <= set(d.thresholds)
 
 
 STATUSES = ["open", "answered", "review", "review_concluded", "judicial_concluded", "auto", "needs_review", None]
