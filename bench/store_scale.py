@@ -45,6 +45,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -53,8 +54,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from triage.linking.index import LinkFeatures  # noqa: E402
-from triage.linking.linker import CandidateLimits  # noqa: E402
+from triage.linking.index import CandidateLimits, CaseSnapshot, LinkFeatures  # noqa: E402
 from triage.schemas import Petition  # noqa: E402
 from triage.store import CaseStore, Registration, make_engine, upgrade  # noqa: E402
 from triage.store.index import SqlCaseIndex  # noqa: E402
@@ -348,23 +348,21 @@ class StatementLog:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.part: str | None = None
-        self.seen: list[tuple[str, str, object]] = []
+        self.q = -1  # the query the statements belong to
+        self.seen: list[tuple[int, str, str, object]] = []
         sa.event.listen(engine, "before_cursor_execute", self._on_execute)
 
     def _on_execute(self, conn: object, cursor: object, statement: str, parameters: object, context: object,
                     executemany: bool) -> None:
         if self.part is not None:
-            self.seen.append((self.part, statement, parameters))
+            self.seen.append((self.q, self.part, statement, parameters))
 
     def server_times(self, engine: sa.Engine) -> dict[str, dict[str, float]]:
         """Replay every recorded statement with EXPLAIN (ANALYZE, BUFFERS): per query and part, the summed
         server execution and planning times (not sensitive to client CPU contention)."""
         per: dict[tuple[int, str], list[float]] = {}
-        q = -1
         with engine.connect() as c:
-            for part, stmt, params in self.seen:
-                if part == "petitioner":
-                    q += 1
+            for q, part, stmt, params in self.seen:
                 plan = c.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {stmt}", params).scalar_one()  # type: ignore[arg-type]
                 plan = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
                 acc = per.setdefault((q, part), [0.0, 0.0])
@@ -385,15 +383,25 @@ def _pct(v: list[float], q: float) -> float:
 
 
 def measure_queries(index: SqlCaseIndex, capped: SqlCaseIndex | None, gen: Generator, stored: int, n: int,
-                    log: StatementLog | None = None, explain: int = 0) -> dict[str, dict[str, float]]:
-    """The linker's candidate step (CaseLinker.candidates): petitioner cases, band candidates, vector candidates with
-    the linker's default limits, then snapshots of the union. `capped` (optional) runs the band query with a per-band
-    fan-out cap on the same features; `total_capped` is the total with that band query instead."""
+                    log: StatementLog | None = None, explain: int = 0) -> dict[str, Any]:
+    """The linker's candidate step (CaseLinker.candidates), two ways on the same features, alternated (which one runs
+    first flips every query):
+
+    * per channel, as before run 6: petitioner cases, band candidates, vector candidates with the linker's default
+      limits, then snapshots of the union (parts "petitioner" … "snapshots", "total"); `capped` (optional) runs the
+      band query with a per-band fan-out cap on the same features, `total_capped` is the total with it instead;
+    * the product path since run 6, `SqlCaseIndex.candidate_snapshots` (one pinned connection; PostgreSQL: two
+      statements): "link_total", and on PostgreSQL its parts "link_gather" (petitioner + bands + max(seq)),
+      "link_vectors" (faiss), "link_snapshots" (seq lookup + snapshots). "link_mismatch" counts the queries where the
+      two ways returned different snapshots (0 expected)."""
     lim = CandidateLimits()
     parts: dict[str, list[float]] = {"petitioner": [], "bands": [], "vectors": [], "snapshots": [], "total": [],
                                      "candidates": []}
     if capped is not None:
         parts["bands_capped"], parts["total_capped"] = [], []
+    for name in ("link_gather", "link_vectors", "link_snapshots", "link_total"):
+        parts[name] = []
+    mismatch = 0
     # Contention probes timed between queries: a fixed single-threaded pure-Python job (~0.3 ms on an idle core)
     # and a bare `SELECT 1` round trip. Their p50/p99 show what the busy machine adds, whatever the store size.
     parts["probe_cpu"], parts["probe_select1"] = [], []
@@ -407,6 +415,10 @@ def measure_queries(index: SqlCaseIndex, capped: SqlCaseIndex | None, gen: Gener
         parts["probe_cpu"].append((t1 - t) * 1000)
         parts["probe_select1"].append((time.perf_counter() - t1) * 1000)
         rec = log is not None and q < explain
+        if log is not None:
+            log.q = q
+        if q % 2:
+            fused = _link_step(index, keys, bands, vec, lim, parts, log if rec else None)
         if rec:
             log.part = "petitioner"  # type: ignore[union-attr]
         t0 = time.perf_counter()
@@ -434,12 +446,33 @@ def measure_queries(index: SqlCaseIndex, capped: SqlCaseIndex | None, gen: Gener
             parts["total_capped"].append((t4 - t0 - (t2 - t1) + (t5 - t4)) * 1000)
         if log is not None:
             log.part = None
+        if not q % 2:
+            fused = _link_step(index, keys, bands, vec, lim, parts, log if rec else None)
+        mismatch += fused != snaps
         assert len(snaps) == len(ids)
         for name, dt in (("petitioner", t1 - t0), ("bands", t2 - t1), ("vectors", t3 - t2), ("snapshots", t4 - t3),
                          ("total", t4 - t0)):
             parts[name].append(dt * 1000)
         parts["candidates"].append(len(ids))
-    return {k: {"p50": _pct(v, 50), "p99": _pct(v, 99), "max": round(max(v), 2)} for k, v in parts.items()}
+    out: dict[str, Any] = {k: {"p50": _pct(v, 50), "p99": _pct(v, 99), "max": round(max(v), 2)} for k, v in parts.items() if v}
+    out["link_mismatch"] = mismatch
+    return out
+
+
+def _link_step(index: SqlCaseIndex, keys: list[str], bands: list[int], vec: np.ndarray, lim: CandidateLimits,
+               parts: dict[str, list[float]], log: StatementLog | None) -> list[CaseSnapshot]:
+    """One `candidate_snapshots` call (the product path), timed."""
+    timings: dict[str, float] = {}
+    if log is not None:
+        log.part = "link"
+    t = time.perf_counter()
+    snaps = index.candidate_snapshots(keys, bands, vec, lim, timings=timings)
+    parts["link_total"].append((time.perf_counter() - t) * 1000)
+    if log is not None:
+        log.part = None
+    for name, ms in timings.items():
+        parts[f"link_{name}"].append(ms)
+    return snaps
 
 
 def vector_recall(index: SqlCaseIndex, gen: Generator, stored: int, n: int = 100, k: int = 30) -> dict[str, float] | None:

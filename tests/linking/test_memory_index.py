@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from triage.linking.index import CaseIndex, CaseSnapshot, LinkFeatures
+from triage.linking.index import CandidateLimits, CaseIndex, CaseSnapshot, LinkFeatures
 from triage.linking.memory import MemoryCaseIndex
 
 T0 = datetime(2026, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
@@ -37,6 +37,10 @@ def test_memory_index_candidates_by_key_band_and_vector() -> None:
     top = idx.vector_candidates(_vec(1, 0, 0), k=2)
     assert [c for c, _ in top] == ["A", "B"] and top[0][1] > top[1][1]
     assert [s.case_id for s in idx.snapshots(["C", "missing", "A"])] == ["C", "A"]
+    # the one-call candidate step: petitioner cases, then bands, then vectors, deduplicated, within each limit
+    lim = CandidateLimits(petitioner=1, bands=5, vectors=1)
+    assert [s.case_id for s in idx.candidate_snapshots(["k1"], [9], _vec(0, 0.1, 1), lim)] == ["B", "C"]
+    assert [s.case_id for s in idx.candidate_snapshots([], [4], None, lim)] == ["B"]
 
 
 def test_memory_index_re_add_replaces_bands_keys_and_vector() -> None:

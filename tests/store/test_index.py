@@ -126,6 +126,8 @@ def test_persisted_base_is_shared_by_workers(store: CaseStore, tmp_path: Path, c
 
     b = worker()  # another worker: opens the same file (memory-mapped) instead of building one
     assert b.vectors.refresh() == 260 and b.vectors.persisted == built and b.vectors.delta is None
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(b.vectors.base).invlists)
+    assert getattr(lists, "prefetch_nthread", 0) == 0  # no prefetch threads per search (SQ8: OnDiskInvertedLists)
     v = features(217).vector
     assert v is not None
     assert [c for c, _ in b.vector_candidates(v, k=3)] == [c for c, _ in a.vector_candidates(v, k=3)]
@@ -172,3 +174,68 @@ def test_default_base_is_fast_scan_with_its_own_nprobe(store: CaseStore) -> None
     assert ivf.nprobe == 512 and faiss.downcast_index(sql.vectors.base.index).k_factor == sql.vectors.refine_factor
     with pytest.raises(ValueError, match="codec"):
         SqlCaseIndex(store, codec="PQ64")
+
+
+def _close(seed: int, v: np.ndarray, noise: float) -> LinkFeatures:
+    """A vector near `v`, with a few bands shared with its neighbours."""
+    w = v + noise * np.random.default_rng(seed).normal(size=v.shape).astype(np.float32)
+    return LinkFeatures(bands=(seed % 7, 50 + seed % 3), vector=(w / np.linalg.norm(w)).astype(np.float32))
+
+
+@pytest.mark.parametrize("fanout", [None, 2])
+def test_candidate_snapshots_equal_the_per_channel_reads(store: CaseStore, fanout: int | None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-call candidate step (two statements on PostgreSQL) returns what the per-channel methods give, in
+    the same order — over an IVF base, an exact delta, base rows replaced since the base was built (more than the
+    8 spare hits: the second resolution step runs), empty keys and no vector."""
+    from triage.linking.index import CandidateLimits, gather_candidates
+
+    sql = SqlCaseIndex(store, ann_threshold=200, nprobe=64, band_fanout=fanout)
+    hub = features(1000).vector
+    assert hub is not None
+    for i in range(240):  # the base: 12 cases very close to `hub`, 8 fairly close, the rest anywhere
+        f = _close(i, hub, 0.03 if i < 12 else 0.3) if i < 20 else features(i, bands=(i % 7, 50 + i % 3))
+        sql.add(_snap(i, keys=(f"k{i % 5}",), day=1 + i % 28), f)
+    assert sql.vector_candidates(hub, k=1) and sql.vectors.kind == "ivf"
+    for i in range(12):  # the 12 very close ones move away: their base rows are dead, their new rows in the delta
+        sql.add(_snap(i, keys=(f"k{i % 5}",)), features(5000 + i, bands=(i % 7,)))
+    for i in range(240, 250):  # newer cases (the delta), two of them closest to `hub`
+        sql.add(_snap(i, keys=("k1",), day=2), _close(i, hub, 0.01) if i < 242 else features(i, bands=(i % 7,)))
+    lim = CandidateLimits(petitioner=4, bands=6, vectors=5)
+    queries = [(["k1", "k3"], [1, 51, 999], hub), ([], [2, 52], features(7).vector), (["k2"], [3], None),
+               (["nobody"], [], features(245).vector), (["k0"], [0, 50], features(5003).vector)]
+    for keys, bands, vec in queries:
+        got = sql.candidate_snapshots(keys, bands, vec, lim)
+        want = gather_candidates(sql, keys, bands, vec, lim)
+        assert [s.case_id for s in got] == [s.case_id for s in want] and got == want
+    resolved: list[list[int]] = []
+    case_ids = sql.vectors._case_ids
+    monkeypatch.setattr(sql.vectors, "_case_ids", lambda seqs: resolved.append(seqs) or case_ids(seqs))
+    hits = [s.case_id for s in sql.candidate_snapshots([], [], hub, lim)]
+    assert set(hits[:2]) == {"X-240", "X-241"} and len(hits) == 5  # the delta's two, then no dead base row ...
+    assert hits[2] in {f"X-{i}" for i in range(12, 20)}  # ... but a live one ranked after the 12 dead
+    if store.engine.dialect.name == "postgresql":
+        assert len(resolved) == 1 and resolved[0]  # the hits beyond the first k + 8: one more statement
+
+
+@pytest.mark.postgres
+def test_candidate_snapshots_use_one_connection_and_two_statements(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    from triage.linking.index import CandidateLimits
+
+    store = CaseStore(make_engine(pg_url), pii_secret=SECRET, auto_upgrade=True)
+    try:
+        sql = SqlCaseIndex(store)
+        for i in range(30):
+            sql.add(_snap(i, keys=("k",)), features(i, bands=(i % 3,)))
+        v = features(4).vector
+        sql.candidate_snapshots(["k"], [1], v, CandidateLimits())  # (the mirror loads its rows once)
+        seen: list[str] = []
+        sa.event.listen(store.engine, "checkout", lambda *a: seen.append("checkout"))
+        sa.event.listen(store.engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt.split()[0]))
+        got = sql.candidate_snapshots(["k"], [1], v, CandidateLimits())
+        assert got[0].case_id == "X-29" and "X-4" in {s.case_id for s in got} and len(got) == 30
+        assert seen.count("checkout") == 1 and len(seen) == 3, seen  # (pool_pre_ping's own SELECT 1 is not an event)
+    finally:
+        store.engine.dispose()

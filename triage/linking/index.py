@@ -47,6 +47,16 @@ class LinkFeatures:
     vector: np.ndarray | None  # float32, L2-normalised; None when no encoder is configured
 
 
+@dataclass(frozen=True)
+class CandidateLimits:
+    """How many candidates each channel gives the linker (and how many links it returns)."""
+
+    petitioner: int = 50
+    bands: int = 50
+    vectors: int = 30
+    max_links: int = 5
+
+
 @runtime_checkable
 class CaseIndex(Protocol):
     def add(self, snapshot: CaseSnapshot, features: LinkFeatures) -> None:
@@ -64,5 +74,21 @@ class CaseIndex(Protocol):
     def snapshots(self, case_ids: Sequence[str]) -> list[CaseSnapshot]:
         """Snapshots for these ids, in the same order (unknown ids are skipped)."""
 
+    def candidate_snapshots(self, keys: Sequence[str], bands: Sequence[int], vector: np.ndarray | None,
+                            limits: CandidateLimits) -> list[CaseSnapshot]:
+        """The linker's whole candidate step: snapshots of the petitioner cases, then the band candidates, then the
+        vector candidates (deduplicated, in that order) — what `gather_candidates` computes from the methods above.
+        An index may answer it in fewer round trips (SqlCaseIndex)."""
+
     def __len__(self) -> int:
         """Number of registered cases."""
+
+
+def gather_candidates(index: CaseIndex, keys: Sequence[str], bands: Sequence[int], vector: np.ndarray | None,
+                      limits: CandidateLimits) -> list[CaseSnapshot]:
+    """`CaseIndex.candidate_snapshots` from the per-channel methods (the reference every index must agree with)."""
+    ids: dict[str, None] = dict.fromkeys(index.petitioner_cases(keys, limit=limits.petitioner) if keys else [])
+    ids.update(dict.fromkeys(cid for cid, _ in index.band_candidates(bands, limit=limits.bands)))
+    if vector is not None:
+        ids.update(dict.fromkeys(cid for cid, _ in index.vector_candidates(vector, k=limits.vectors)))
+    return index.snapshots(list(ids))

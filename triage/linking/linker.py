@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from triage.linking.features import DEFAULT_LINKER_DIR, HashedTfidfEncoder, LinkFeaturizer, load_encoder
-from triage.linking.index import CaseIndex, CaseSnapshot, LinkFeatures
+from triage.linking.index import CandidateLimits, CaseIndex, CaseSnapshot, LinkFeatures
 from triage.linking.verifier import FEATURES, VERIFIER_FILE, CaseView, LinkVerifier, feature_rows, reasons_for, view_of
 from triage.pii import petitioner_key
 from triage.schemas import DuplicateLink, Entities, Petition, Petitioner
@@ -26,14 +26,6 @@ logger = logging.getLogger(__name__)
 
 # Incoming petitions may carry a clock a little ahead of the store's; beyond this a case is "later".
 CLOCK_SLACK = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class CandidateLimits:
-    petitioner: int = 50
-    bands: int = 50
-    vectors: int = 30
-    max_links: int = 5
 
 
 def petition_keys(petitioner: Petitioner | None, entities: Entities | None, secret: bytes) -> tuple[str, ...]:
@@ -106,16 +98,9 @@ class CaseLinker:
         """Earlier cases worth verifying, from petitioner keys, LSH bands and vectors (deduplicated)."""
         feats = features or self.featurizer.features(text)
         keys = petition_keys(petition.petitioner, entities, self.secret)
-        ids: dict[str, None] = {}
-        for cid in self.index.petitioner_cases(keys, limit=self.limits.petitioner) if keys else []:
-            ids[cid] = None
-        for cid, _ in self.index.band_candidates(feats.bands, limit=self.limits.bands):
-            ids[cid] = None
-        if feats.vector is not None:
-            for cid, _ in self.index.vector_candidates(feats.vector, k=self.limits.vectors):
-                ids[cid] = None
-        ids.pop(petition.id or "", None)
-        snaps = self.index.snapshots(list(ids))
+        # one call: the SQL index gathers all three channels and the snapshots in two round trips
+        snaps = [s for s in self.index.candidate_snapshots(keys, feats.bands, feats.vector, self.limits)
+                 if s.case_id != petition.id]
         at = petition.submitted_at
         if at is not None:
             snaps = [s for s in snaps if s.submitted_at is None or s.submitted_at <= at + CLOCK_SLACK]

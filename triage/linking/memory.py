@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from triage.linking.index import CaseSnapshot, LinkFeatures
+from triage.linking.index import CandidateLimits, CaseSnapshot, LinkFeatures, gather_candidates
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -81,6 +81,10 @@ class MemoryCaseIndex:
 
     def snapshots(self, case_ids: Sequence[str]) -> list[CaseSnapshot]:
         return [self._snap[c] for c in case_ids if c in self._snap]
+
+    def candidate_snapshots(self, keys: Sequence[str], bands: Sequence[int], vector: np.ndarray | None,
+                            limits: CandidateLimits) -> list[CaseSnapshot]:
+        return gather_candidates(self, keys, bands, vector, limits)
 
     def __len__(self) -> int:
         return len(self._snap)

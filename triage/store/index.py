@@ -9,6 +9,9 @@
   each vector query the mirror checks `max(seq)` (one index lookup) and pulls only rows with a
   larger seq, so several worker processes stay consistent with the store without talking to each
   other. Writers make seqs visible in commit order (see CaseStore._lock_vectors), so no row is skipped.
+* the linker's whole candidate step is one call, `SqlCaseIndex.candidate_snapshots`: one connection check-out and,
+  on PostgreSQL, two statements (petitioner cases + band candidates + max(seq); then, after the faiss search, the
+  snapshots with the base's hit seqs resolved) — it was five check-outs and five statements (bench/README.md, run 6).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ import numpy as np
 from sqlalchemy import BigInteger, ColumnElement, String, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from triage.linking.index import CaseSnapshot, LinkFeatures
+from triage.linking.index import CandidateLimits, CaseSnapshot, LinkFeatures, gather_candidates
 from triage.schemas import Entities, Petition
 from triage.store.models import Case, CaseBand, CasePetitionerKey, CaseVector
 from triage.store.repository import CaseStore
@@ -42,11 +46,21 @@ logger = logging.getLogger(__name__)
 _IN_CHUNK = 900
 
 
+# The connection (PostgreSQL) or read session (SQLite) pinned for one candidate step (SqlCaseIndex._pinned): every
+# link read of that step runs on it — one pool check-out (one `pool_pre_ping`) per link query instead of one per read.
+_PINNED: ContextVar[tuple[CaseStore, Any] | None] = ContextVar("triage_link_reads", default=None)
+
+
 @contextmanager
 def _single_reads(store: CaseStore) -> Iterator[Any]:
     """Where the link queries run. On PostgreSQL an autocommit connection: each statement is consistent by
     itself, and the BEGIN/ROLLBACK round trips of a read transaction are gone (they were most of the cost
-    of a link query on busy cores). Elsewhere the store's read transaction."""
+    of a link query on busy cores). Elsewhere the store's read transaction. Inside `SqlCaseIndex._pinned`
+    the pinned one."""
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] is store:
+        yield pinned[1]
+        return
     if store.engine.dialect.name == "postgresql":
         store.ensure_ready()
         with store.engine.connect() as c:
@@ -78,6 +92,59 @@ _PG_BANDS_CAPPED = text(
     "CROSS JOIN LATERAL (SELECT cb.case_id FROM case_bands cb WHERE cb.band = b.band "
     "ORDER BY cb.case_id DESC LIMIT :fanout) AS c "
     "GROUP BY c.case_id ORDER BY n DESC, c.case_id LIMIT :lim")
+
+
+# The candidate step on PostgreSQL in two statements (SqlCaseIndex.candidate_snapshots). First: the petitioner cases
+# (src 0), the band candidates (src 1) and the vector table's max(seq) (src 2, the mirror's freshness check), each
+# with its rank `o` in the order the per-channel methods return.
+_PG_GATHER_PETITIONER = (
+    "SELECT 0 AS src, p.id AS case_id, p.o FROM (SELECT c.id, row_number() OVER "
+    "(ORDER BY c.submitted_at DESC NULLS LAST, c.created_at DESC, c.id) AS o FROM cases c WHERE c.id IN "
+    "(SELECT k.case_id FROM case_petitioner_keys k WHERE k.key = ANY(CAST(:keys AS VARCHAR[]))) ORDER BY o LIMIT :plim) AS p")
+_PG_GATHER_BANDS = (
+    "SELECT 1, b.case_id, b.o FROM (SELECT case_id, row_number() OVER (ORDER BY count(*) DESC, case_id) AS o "
+    "FROM case_bands WHERE band = ANY(CAST(:bands AS BIGINT[])) GROUP BY case_id ORDER BY o LIMIT :blim) AS b")
+_PG_GATHER_BANDS_CAPPED = (
+    "SELECT 1, b.case_id, b.o FROM (SELECT c.case_id, row_number() OVER (ORDER BY count(*) DESC, c.case_id) AS o "
+    "FROM unnest(CAST(:bands AS BIGINT[])) AS u(band) CROSS JOIN LATERAL (SELECT cb.case_id FROM case_bands cb "
+    "WHERE cb.band = u.band ORDER BY cb.case_id DESC LIMIT :fanout) AS c GROUP BY c.case_id ORDER BY o LIMIT :blim) AS b")
+_PG_GATHER_TOP = "SELECT 2, NULL, (SELECT max(seq) FROM case_vectors)"
+
+
+@functools.lru_cache(maxsize=4)
+def _pg_gather(capped: bool, with_top: bool) -> Any:
+    parts = [_PG_GATHER_PETITIONER, _PG_GATHER_BANDS_CAPPED if capped else _PG_GATHER_BANDS]
+    return text(" UNION ALL ".join(parts + [_PG_GATHER_TOP] * with_top))
+
+
+# Second: the snapshots of the petitioner/band ids and of the k best vector hits — the delta's by case id, the
+# base's by seq, resolved in the same statement (`seq` set on the rows a hit names; a replaced row's old seq names
+# nothing) — plus, without snapshot (text NULL), the case ids of the base's spare hits.
+_PG_SNAPSHOTS = text(
+    "SELECT c.id, c.text, c.entities, c.submitted_at, c.status, c.district, c.subdivision, "
+    "(SELECT array_agg(k.key) FROM case_petitioner_keys k WHERE k.case_id = c.id) AS keys, v.seq "
+    "FROM cases c LEFT JOIN case_vectors v ON v.case_id = c.id AND v.seq = ANY(CAST(:seqs AS BIGINT[])) "
+    "WHERE c.id = ANY(CAST(:ids AS VARCHAR[]) || "
+    "ARRAY(SELECT cv.case_id FROM case_vectors cv WHERE cv.seq = ANY(CAST(:seqs AS BIGINT[])))) "
+    "UNION ALL SELECT s.case_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.seq FROM case_vectors s "
+    "WHERE s.seq = ANY(CAST(:spare AS BIGINT[]))"
+).columns(Case.id, Case.text, Case.entities, Case.submitted_at, Case.status, Case.district, Case.subdivision,
+          keys=ARRAY(String), seq=BigInteger)
+
+
+def _snapshot(row: Sequence[Any], keys: Sequence[str]) -> CaseSnapshot:
+    cid, text_, ents, at, status, district, sub = row[:7]
+    return CaseSnapshot(case_id=cid, text=text_, entities=Entities.model_validate(ents) if ents else Entities(),
+                        petitioner_keys=tuple(sorted(keys)), submitted_at=at, status=status, district=district,
+                        subdivision=sub)
+
+
+def merge_hits(delta: list[tuple[str, float]], base: list[tuple[int, float]], names: dict[int, str],
+               k: int) -> list[tuple[str, float]]:
+    """The mirror's k best (case id, cosine): the delta's hits and the base's whose seq the store still names."""
+    out = delta + [(names[seq], score) for seq, score in base if seq in names]
+    out.sort(key=lambda cs: -cs[1])
+    return out[:k]
 
 
 def build_ivf(mat: np.ndarray, ids: np.ndarray, *, codec: str = "PQfs", nlist: int | None = None, niter: int = 10,
@@ -222,10 +289,14 @@ class VectorMirror:
             ids.append(case_id)
         return seqs, ids, (mat[:len(seqs)] if mat is not None else None)
 
-    def refresh(self) -> int:
-        """Pull vectors added since the last refresh; returns how many were added."""
+    def refresh(self, top: int | None = None) -> int:
+        """Pull vectors added since the last refresh; returns how many were added. `top`: the table's max(seq) when the
+        caller has just read it (SqlCaseIndex.candidate_snapshots reads it with the band query): no statement when
+        nothing is new."""
         with self._lock:
-            if self.store.engine.dialect.name == "postgresql":
+            if top is not None and top == self.last_seq:
+                return 0
+            if top is None and self.store.engine.dialect.name == "postgresql":
                 with _single_reads(self.store) as c:  # the common case: nothing new, one autocommit statement
                     if (c.scalar(select(func.max(CaseVector.seq))) or 0) == self.last_seq:
                         return 0
@@ -357,6 +428,11 @@ class VectorMirror:
         flags = faiss.IO_FLAG_MMAP_IFC if self.codec == "PQfs" else faiss.IO_FLAG_MMAP
         base = faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY)
         set_search_params(base, self.nprobe, self.refine_factor)
+        lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(base).invlists)
+        if isinstance(lists, faiss.OnDiskInvertedLists):
+            # (SQ8/Flat files open as OnDiskInvertedLists, which start 32 threads per search to prefetch the probed lists:
+            # on 2 busy cores that stalled the whole process — `SELECT 1` p99 39–82 ms in every SQ8 run of runs 5–6)
+            lists.prefetch_nthread = 0
         if self.codec == "PQfs":
             # Map every page of the 8-bit codes now (one scan of them: 0.2 s at 1M): otherwise each of a new worker's
             # first thousands of queries faults in the ~400 random pages it re-ranks (a fresh process on this VM: 8–11 ms
@@ -449,9 +525,17 @@ class VectorMirror:
     def search(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         """(case_id, cosine) of the k nearest stored vectors, most similar first (8-bit codes: cosine ± ~0.01)."""
         self.refresh()
+        delta, base = self.nearest(vector, k)
+        return merge_hits(delta, base, self._case_ids([seq for seq, _ in base]) if base else {}, k)
+
+    def nearest(self, vector: np.ndarray, k: int) -> tuple[list[tuple[str, float]], list[tuple[int, float]]]:
+        """Without refreshing: the delta's k nearest live rows as (case_id, cosine), most similar first, and the base's
+        k + 8 nearest as (seq, cosine) — seqs the store still has to name: rows replaced or deleted since the base was
+        built are no longer in case_vectors, so they drop out there (a few spare hits for them; a replaced case's new
+        row is in the delta)."""
         with self._lock:
             if self.dim is None or (self.base is None and self.delta is None):
-                return []
+                return [], []
             v = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
             if v.shape[1] != self.dim:
                 raise ValueError(f"query vector has dimension {v.shape[1]}, stored vectors {self.dim}")
@@ -467,16 +551,10 @@ class VectorMirror:
                         if len(out) == k:
                             break
             base = self.base
-        if base is not None:
-            # Outside the lock (the store round trip). A few spare hits: rows replaced or deleted since the base was
-            # built are no longer in case_vectors, so they drop out here (a replaced case's new row is in the delta).
-            scores, ids = base.search(v, k + 8)
-            found = [(int(seq), float(score)) for score, seq in zip(scores[0], ids[0], strict=True) if seq >= 0]
-            if found:
-                names = self._case_ids([seq for seq, _ in found])
-                out += [(names[seq], score) for seq, score in found if seq in names]
-            out.sort(key=lambda cs: -cs[1])
-        return out[:k]
+        if base is None:
+            return out, []
+        scores, ids = base.search(v, k + 8)  # outside the lock
+        return out, [(int(seq), float(score)) for score, seq in zip(scores[0], ids[0], strict=True) if seq >= 0]
 
     def _case_ids(self, seqs: list[int]) -> dict[int, str]:
         pg = self.store.engine.dialect.name == "postgresql"
@@ -580,19 +658,91 @@ class SqlCaseIndex:
                            .scalar_subquery())
                     rows = list(s.execute(select(*cols, agg).where(_in(True, Case.id, chunk, String))))
                     keys = {r[0]: list(r[-1] or ()) for r in rows}
-                    rows = [r[:-1] for r in rows]
                 else:
                     for cid, key in s.execute(select(CasePetitionerKey.case_id, CasePetitionerKey.key)
                                               .where(_in(False, CasePetitionerKey.case_id, chunk, String))):
                         keys.setdefault(cid, []).append(key)
                     rows = list(s.execute(select(*cols).where(_in(False, Case.id, chunk, String))))
-                for cid, text_, ents, at, status, district, sub in rows:
-                    found[cid] = CaseSnapshot(
-                        case_id=cid, text=text_, entities=Entities.model_validate(ents) if ents else Entities(),
-                        petitioner_keys=tuple(sorted(keys.get(cid, ()))), submitted_at=at, status=status,
-                        district=district, subdivision=sub,
-                    )
+                found.update((r[0], _snapshot(r, keys.get(r[0], ()))) for r in rows)
         return [found[c] for c in case_ids if c in found]
+
+    @contextmanager
+    def _pinned(self) -> Iterator[Any]:
+        """One connection (PostgreSQL, autocommit) or read session (SQLite) for every link read inside the block."""
+        if _PINNED.get() is not None:
+            with _single_reads(self.store) as c:
+                yield c
+            return
+        with _single_reads(self.store) as c:
+            token = _PINNED.set((self.store, c))
+            try:
+                yield c
+            finally:
+                _PINNED.reset(token)
+
+    def candidate_snapshots(self, keys: Sequence[str], bands: Sequence[int], vector: np.ndarray | None,
+                            limits: CandidateLimits, *, timings: dict[str, float] | None = None) -> list[CaseSnapshot]:
+        """The linker's candidate step (CaseIndex.candidate_snapshots), on one pinned connection. PostgreSQL: two
+        statements — petitioner cases + band candidates + the vectors' max(seq), then (after the faiss search) the
+        snapshots, with the base's hit seqs resolved in the same statement — instead of five check-outs and five
+        statements. SQLite: the per-channel methods, in one read transaction. `timings` (ms, optional): "gather",
+        "vectors", "snapshots" (PostgreSQL)."""
+        t0 = time.perf_counter()
+        with self._pinned() as c:
+            if not self._pg:
+                return gather_candidates(self, keys, bands, vector, limits)
+            keys = list(dict.fromkeys(keys))
+            bands = list(dict.fromkeys(int(b) for b in bands))
+            params: dict[str, Any] = dict(keys=keys, plim=limits.petitioner, bands=bands, blim=limits.bands)
+            if self.band_fanout is not None:
+                params["fanout"] = self.band_fanout
+            rows = sorted(c.execute(_pg_gather(self.band_fanout is not None, vector is not None), params),
+                          key=lambda r: (r[0], r[2] or 0))  # petitioner cases by rank, band cases by rank, max(seq)
+            t1 = time.perf_counter()
+            ids = [cid for src, cid, _ in rows if src < 2]
+            ranked: list[tuple[float, str | None, int | None]] = []
+            if vector is not None:
+                self.vectors.refresh(int(rows[-1][2] or 0))
+                delta, base = self.vectors.nearest(vector, limits.vectors)
+                ranked = sorted([(score, cid, None) for cid, score in delta] + [(score, None, seq) for seq, score in base],
+                                key=lambda h: -h[0])  # (stable: as merge_hits orders them)
+            t2 = time.perf_counter()
+            found, vec_ids = self._pg_snapshots(c, ids, ranked, limits.vectors)
+        order = dict.fromkeys(ids + vec_ids)
+        if timings is not None:
+            t3 = time.perf_counter()
+            timings.update(gather=(t1 - t0) * 1000, vectors=(t2 - t1) * 1000, snapshots=(t3 - t2) * 1000)
+        return [found[cid] for cid in order if cid in found]
+
+    def _pg_snapshots(self, c: Any, ids: list[str], ranked: list[tuple[float, str | None, int | None]],
+                      k: int) -> tuple[dict[str, CaseSnapshot], list[str]]:
+        """The second statement: snapshots of `ids` and of the k best vector hits (`ranked`: (cosine, delta case id,
+        base seq), best first); returns them by case id, and the vector candidates' ids."""
+        top, spare = ranked[:k], ranked[k:k + 8]  # (spare: named in case some of the top k are dead rows)
+        found: dict[str, CaseSnapshot] = {}
+        names: dict[int, str] = {}
+        params = dict(ids=list(dict.fromkeys(ids + [cid for _, cid, _ in top if cid is not None])),
+                      seqs=[seq for _, _, seq in top if seq is not None], spare=[seq for _, _, seq in spare if seq is not None])
+        for r in c.execute(_PG_SNAPSHOTS, params):
+            if r[1] is not None:
+                found[r[0]] = _snapshot(r, r[7] or ())
+            if r[8] is not None:
+                names[int(r[8])] = r[0]
+        vec_ids = self._vector_ids(ranked[:k + 8], names, k)
+        rest = [seq for _, _, seq in ranked[k + 8:] if seq is not None]
+        if len(vec_ids) < k and rest:  # more than 8 dead rows among the best hits
+            names.update(self.vectors._case_ids(rest))
+            vec_ids = self._vector_ids(ranked, names, k)
+        missing = [cid for cid in vec_ids if cid not in found]
+        if missing:  # spare hits that made it into the top k
+            found.update((s.case_id, s) for s in self.snapshots(missing))
+        return found, vec_ids
+
+    @staticmethod
+    def _vector_ids(ranked: list[tuple[float, str | None, int | None]], names: dict[int, str], k: int) -> list[str]:
+        """The k best hits' case ids (delta hits carry theirs; base hits are named by seq, or dropped)."""
+        out = [cid if cid is not None else names.get(seq) for _, cid, seq in ranked]  # type: ignore[arg-type]
+        return [cid for cid in out if cid is not None][:k]
 
     def __len__(self) -> int:
         """Number of registered cases."""
