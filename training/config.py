@@ -50,6 +50,9 @@ class CalibrationConfig(_Strict):
 
 class HeadOverride(_Strict):
     members: list[MemberConfig] | None = Field(None, description="Members for this head only")
+    exclude_data: list[str] = Field(
+        default_factory=list, description="This head does not train on the rows of matching --data files (fnmatch "
+                                          "patterns on the path relative to the repository, as in `data_weights`)")
 
 
 class TrainConfig(_Strict):
@@ -66,6 +69,13 @@ class TrainConfig(_Strict):
     shared_vocabulary: bool = Field(
         False, description="Members with the same vectoriser settings in different heads share one vectoriser fitted on "
                            "the union of those heads' training texts (one TfIdfVectorizer node in the graph: faster)")
+
+    def excludes(self, field: str, shown_path: str) -> bool:
+        """Whether head `field` leaves out the rows of the --data file `shown_path` (relative to the repository)."""
+        from fnmatch import fnmatch
+
+        override = self.heads.get(field)
+        return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.exclude_data)
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

@@ -214,6 +214,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     dev_files: list[LoadedFile] = [load_jsonl(p) for p in req.dev]
     train_rows = [r for f in files for r in f.rows]
     row_weight = {id(r): file_weight(config, f.path) for f in files for r in f.rows}
+    row_file = {id(r): display_path(f.path) for f in files for r in f.rows}
     dev_rows = [r for f in dev_files for r in f.rows]
     out_dir = req.out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +228,8 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
         inputs: dict[str, tuple[list[str], list[str]]] = {}
         weights: dict[str, list[float]] = {}
         for fld in req.fields:
-            rows, labels = checked_labels(train_rows, fld, taxonomy)
+            pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
+            rows, labels = checked_labels(pool, fld, taxonomy)
             inputs[fld] = (_inputs(rows), labels)
             weights[fld] = [row_weight[id(r)] for r in rows]
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary

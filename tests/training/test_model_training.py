@@ -224,3 +224,22 @@ def test_non_binary_tf_member_exports_exactly(tmp_path: Path) -> None:
     assert all(h.parity_max_abs_diff < 1e-4 for h in m.heads.values())
     ops = [n.op_type for n in onnx.load(str(tmp_path / "m" / "model.onnx")).graph.node]
     assert ops.count("ReduceL2") == 1 and ops.count("TfIdfVectorizer") == 2
+
+
+def test_head_leaves_out_excluded_data_files(tmp_path: Path) -> None:
+    """`heads.<field>.exclude_data`: that head does not train on the matching file's rows; the other heads do."""
+    from serving.sessions import OnnxClassifier
+    from training.train import TrainRequest, train
+    from triage.taxonomy import load_taxonomy
+
+    files = tiny_dataset(tmp_path / "d")
+    flipped = [{**r, "id": r["id"] + "-f", "track": "litigation", "department": "justice"}
+               for r in make_rows(20, 1, "tr") if r["track"] == "admin_duty"]
+    extra = write_jsonl(tmp_path / "extra.jsonl", flipped)
+    m = train(TrainRequest(data=[files["train"], extra], fields=["track", "department"], out_dir=tmp_path / "m",
+                           dev=[files["dev"]], config_path=files["config"],
+                           overrides=['data_weights={"*extra.jsonl" = 4.0}', 'heads.track.exclude_data=["*extra.jsonl"]']))
+    assert m.metrics["track"]["train_rows"] == m.metrics["department"]["train_rows"] - len(flipped)
+    proba = OnnxClassifier(tmp_path / "m", load_taxonomy()).predict_proba([r["text"] for r in flipped[:8]])
+    assert {m.heads["track"].labels[i] for i in proba["track"].argmax(axis=1)} == {"admin_duty"}
+    assert {m.heads["department"].labels[i] for i in proba["department"].argmax(axis=1)} == {"justice"}
