@@ -138,28 +138,44 @@ def macro(y: np.ndarray, s: np.ndarray) -> float:
     return float(f1_score(y, s.argmax(1), average="macro"))
 
 
-def main() -> None:
+def experiment_args(name: str) -> argparse.Namespace:
+    """`--only NAME` (repeatable: run the candidates whose name contains it) and `--out` (JSONL appended to)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", action="append", default=[])
-    ap.add_argument("--out", type=Path, default=ROOT / "var" / "experiments" / "topic_cv.jsonl")
+    ap.add_argument("--out", type=Path, default=ROOT / "var" / "experiments" / f"{name}.jsonl")
     args = ap.parse_args()
-    rows, labels = labelled([r for f in ("train", "dev") for r in load_jsonl(SPLIT / f"{f}.jsonl").rows], "label")
-    texts = [model_input(r["text"]) for r in rows]
-    classes = sorted(set(labels))
-    y = np.array([classes.index(v) for v in labels])
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(texts, y))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def topic_rows() -> tuple[list[dict[str, Any]], list[str], np.ndarray]:
+    """The labelled rows of the 80% portion (train + dev), the sorted classes, and the class index of each row."""
+    rows, labels = labelled([r for f in ("train", "dev") for r in load_jsonl(SPLIT / f"{f}.jsonl").rows], "label")
+    classes = sorted(set(labels))
+    return rows, classes, np.array([classes.index(v) for v in labels])
+
+
+def cv_report(out: Path, name: str, y: np.ndarray, scores: np.ndarray, folds: list[Any], seconds: float) -> dict[str, Any]:
+    """Mean and sd of the per-fold macro-F1 and the pooled out-of-fold macro-F1; printed and appended to `out`."""
+    per = [macro(y[te], scores[te]) for _, te in folds]
+    row = {"candidate": name, "cv_macro_f1": round(float(np.mean(per)), 4), "std": round(float(np.std(per)), 4),
+           "oof_macro_f1": round(macro(y, scores), 4), "seconds": round(seconds, 1)}
+    print(json.dumps(row, ensure_ascii=False), flush=True)
+    with out.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return row
+
+
+def main() -> None:
+    args = experiment_args("topic_cv")
+    rows, classes, y = topic_rows()
+    texts = [model_input(r["text"]) for r in rows]
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(texts, y))
     oof: dict[str, np.ndarray] = {}
     results: list[dict[str, Any]] = []
 
     def report(name: str, scores: np.ndarray, seconds: float) -> None:
-        per = [macro(y[te], scores[te]) for _, te in folds]
-        row = {"candidate": name, "cv_macro_f1": round(float(np.mean(per)), 4), "std": round(float(np.std(per)), 4),
-               "oof_macro_f1": round(macro(y, scores), 4), "seconds": round(seconds, 1)}
-        results.append(row)
-        print(json.dumps(row, ensure_ascii=False), flush=True)
-        with args.out.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        results.append(cv_report(args.out, name, y, scores, folds, seconds))
 
     for name, run in candidates().items():
         if args.only and not any(o in name for o in args.only):

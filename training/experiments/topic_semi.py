@@ -12,7 +12,6 @@ One JSON line per candidate: mean macro-F1 over the folds, its standard deviatio
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
@@ -26,8 +25,8 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
-from training.datasets import labelled, load_jsonl, model_input
-from training.experiments.topic_cv import ROOT, SEED, SPLIT, char_vec, macro, nb_ratio, word_vec
+from training.datasets import load_jsonl, model_input
+from training.experiments.topic_cv import ROOT, SEED, char_vec, cv_report, experiment_args, nb_ratio, topic_rows, word_vec
 from triage.text import normalize
 
 PUBLIC = ROOT.parent / "shared" / "data" / "public"
@@ -161,19 +160,13 @@ def candidates() -> dict[str, tuple[str, Scorer]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--only", action="append", default=[])
-    ap.add_argument("--out", type=Path, default=ROOT / "var" / "experiments" / "topic_semi.jsonl")
-    args = ap.parse_args()
-    rows, labels = labelled([r for f in ("train", "dev") for r in load_jsonl(SPLIT / f"{f}.jsonl").rows], "label")
-    classes = sorted(set(labels))
-    y = np.array([classes.index(v) for v in labels])
+    args = experiment_args("topic_semi")
+    rows, classes, y = topic_rows()
     inputs = {"plain": [model_input(r["text"]) for r in rows]}
     for k in (1, 2, 3):
         inputs[f"title{k}"] = [model_input(with_title(r, k)) for r in rows]
     unlab = [model_input(t) for t in unlabelled_pool()]
     folds = list(StratifiedKFold(5, shuffle=True, random_state=SEED).split(inputs["plain"], y))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"rows": len(rows), "unlabelled_pool": len(unlab), "titled": sum(bool(r.get("title")) for r in rows)}))
     for name, (variant, run) in candidates().items():
         if args.only and not any(o in name for o in args.only):
@@ -186,16 +179,7 @@ def main() -> None:
             for sub, s in (out.items() if isinstance(out, dict) else [("", out)]):
                 scores.setdefault(sub, np.zeros((len(texts), len(classes))))[te] = s
         for sub, s in scores.items():
-            report(args.out, f"{name} {sub}".strip(), y, s, folds, time.perf_counter() - t0)
-
-
-def report(out: Path, name: str, y: np.ndarray, scores: np.ndarray, folds: list[Any], seconds: float) -> None:
-    per = [macro(y[te], scores[te]) for _, te in folds]
-    row = {"candidate": name, "cv_macro_f1": round(float(np.mean(per)), 4), "std": round(float(np.std(per)), 4),
-           "oof_macro_f1": round(macro(y, scores), 4), "seconds": round(seconds, 1)}
-    print(json.dumps(row, ensure_ascii=False), flush=True)
-    with out.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            cv_report(args.out, f"{name} {sub}".strip(), y, s, folds, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":
