@@ -13,9 +13,10 @@ display happens in triage/pii.py, by role.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -35,7 +36,10 @@ logger = logging.getLogger(__name__)
 # 5: organisation names never cross 并/转/及/与/暨 (triage/orgs.py); a found name is also an organisation where it
 #    stands inside another found name (`nested_repeats`: 镇政府 in 东溪镇政府 when 镇政府 is named on its own);
 #    digits alone (12345) are no organisation; a company name drops a 区 name before it (`trim_orgs`)
-EXTRACTOR_VERSION = "entities-5"
+# 6: more convention names where the tagger found nothing: housing estates (`estate_names`), numbered courts and
+#    court divisions (一中院, 民二庭), short trade names (`trade_names`: 渝禾置业, “安居理财”公司), and a found
+#    company's short name where it stands on its own (`short_names`: 重庆黔城置业有限公司 … 黔城置业)
+EXTRACTOR_VERSION = "entities-6"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 
@@ -168,9 +172,61 @@ _CONV_RESIDENTIAL = re.compile("(小区|花园|家园|苑|华府|新村|名城|�
 _CONV_GENERIC = re.compile("安置|公租房|廉租房|新建|三无|老|旧|沿线|周边|附近|这|那|某")
 
 
-def convention_orgs(text: str, word_orgs: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
-    """Organisation spans by the annotation convention (level bodies, quoted names, residential names), may overlap."""
-    out = []
+# 4. A housing estate named right after its 街道/镇/乡 (龙塔街道|悦澜府项目) or before 栋/项目/业主/售楼部 (悦江台3栋):
+#    a name of two or more characters ending in an estate word (府, 湾, 苑, 花园, 半岛 …), with 二期/小区 after it.
+_CN_ORDINAL = "一二三四五六七八九十"
+_ESTATE = (rf"[\u4e00-\u9fa5]{{1,4}}?(?:府|湾|郡|台|苑|城|半岛|公馆|美地|家园|花园|壹号|一号|华庭|山庄|雅居|名都|商城)"
+           rf"(?:[{_CN_ORDINAL}]期)?(?:小区)?")
+_ESTATE_AFTER_PLACE = re.compile(
+    rf"{_ESTATE}(?=\d+栋|[{_CN_ORDINAL}]+栋|项目|的|，|。|、|买|购|门口|附近|商业街|一楼|(?:全体)?业主|售楼部|\d|$)")
+_ESTATE_BEFORE_UNIT = re.compile(rf"{_ESTATE}(?=\d+栋|[{_CN_ORDINAL}]+栋|项目|售楼部|(?:全体)?业主)")
+_ESTATE_LEAD = "在是到的住了们个：\n，。、“"
+_ESTATE_NOT = re.compile("政府|县城|城区|主城|进城|老城|商业|平台|阳台|电台|舞台|站台|柜台|后台|前台|港湾|[这那某个一]|街道|社区|镇|乡|村|路|街")
+# 5. A numbered intermediate court (一中院 … 五中院) and a numbered court division (民二庭, 刑一庭).
+_COURT = re.compile(rf"[民刑行][{_CN_ORDINAL}]庭|[一二三四五]中院")
+
+
+# 6. A short trade name: a two-character proper word (LAC PER/ORG/LOC/nz) and a trade word (渝禾|置业, 璧丰|鞋业) not
+#    followed by 公司/有限/厂 (then the name goes on), or a quoted name before 公司/门店/门面 (“安居理财”公司).
+TRADE_WORDS = frozenset({"置业", "装饰", "建筑", "建设", "物流", "鞋业", "机械", "农业", "食品", "陶瓷", "汽配", "建材", "地产",
+                         "科技", "实业", "商贸", "贸易", "劳务", "家政", "传媒", "教育", "健身", "理财", "典当行", "火锅", "餐饮",
+                         "小额贷款", "配送站", "家具", "服饰", "药业", "汽修", "电器", "商行"})
+_TRADE_LEAD = frozenset({"PER", "ORG", "LOC", "nz"})
+_TRADE_GOES_ON = re.compile("[公有集股工分厂劳]")
+_QUOTED_TRADE = re.compile(r"“([^“”\n，。]{2,8})”(?=公司|门店|门面|的公司|店)")
+
+
+def trade_names(text: str, words: Sequence[tuple[int, int, str]], places: Iterable[tuple[int, int]] = ()) -> list[tuple[int, int]]:
+    """Short trade names (convention 6), with a short place name right before them (永川|兴隆|陶瓷)."""
+    out = [m.span(1) for m in _QUOTED_TRADE.finditer(text) if not _ORG_HEAD_RE.search(m.group(1))]
+    short_place = {e: s for s, e in places if not text[s:e].endswith(("区", "县", "市", "街道", "镇", "乡", "村"))}
+    for (a, b, lab), (c, d, _) in itertools.pairwise(words):
+        if b == c and b - a == 2 and lab in _TRADE_LEAD and text[c:d] in TRADE_WORDS and not _TRADE_GOES_ON.match(text, d):
+            out.append((short_place.get(a, a), d))
+    return out
+
+
+def estate_names(text: str, places: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Housing estate names (convention 4): after a 街道/镇/乡 place, or led by a function word before a unit word."""
+    places = list(places)
+    out = set()
+    for s, e in places:
+        m = _ESTATE_AFTER_PLACE.match(text, e) if text[s:e].endswith(("街道", "镇", "乡")) else None
+        if m and len(m.group()) >= 3 and not _ESTATE_NOT.search(m.group()):
+            out.add(m.span())
+    place_ends = {e for _, e in places}
+    for m in _ESTATE_BEFORE_UNIT.finditer(text):
+        s = m.start() + max((i + 1 for i, ch in enumerate(m.group()[:-2]) if ch in _ESTATE_LEAD), default=0)
+        if (s == 0 or text[s - 1] in _ESTATE_LEAD or s in place_ends) and m.end() - s >= 3 and not _ESTATE_NOT.search(text, s, m.end()):
+            out.add((s, m.end()))
+    return sorted(out)
+
+
+def convention_orgs(text: str, word_orgs: Iterable[tuple[int, int]] = (), places: Iterable[tuple[int, int]] = (),
+                    words: Sequence[tuple[int, int, str]] = ()) -> list[tuple[int, int]]:
+    """Organisation spans by the annotation convention (level bodies, quoted, residential, estate and trade names, courts)."""
+    places = list(places)
+    out = [*estate_names(text, places), *(m.span() for m in _COURT.finditer(text)), *trade_names(text, words, places)]
     for m in _CONV_LEVEL_BODY.finditer(text):
         if m.start() and text[m.start() - 1] == "请" and m.group().endswith("政府"):
             continue
@@ -186,6 +242,34 @@ def convention_orgs(text: str, word_orgs: Iterable[tuple[int, int]] = ()) -> lis
         if head and head.start() - s >= 2 and not _CONV_GENERIC.search(text, s, e):
             out.append((s, e))
     return out
+
+
+# A company's short name: the name of a found 有限公司 without 重庆/国营, its places and its legal form, where it
+# stands on its own elsewhere in the text (重庆黔城置业有限公司 … 黔城置业).
+_LEGAL_FORM = re.compile("(?:工程|建筑工程|集团|股份)?有限(?:责任)?公司$")
+_NAME_PREFIX = ("重庆市", "重庆", "国营")
+_NAME_GOES_ON = "(?![厂公集股工有分])"  # not the start of a longer name (长江电机厂)
+
+
+def short_names(text: str, spans: Iterable[tuple[int, int]], places: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Standalone occurrences of found company names without prefix places and legal form (four or more characters)."""
+    spans = list(spans)
+    place_end = dict(places)
+    out = set()
+    for s, e in spans:
+        form = _LEGAL_FORM.search(text, s, e)
+        if not form:
+            continue
+        while True:
+            prefix = next((p for p in _NAME_PREFIX if text.startswith(p, s)), "")
+            if not prefix and place_end.get(s, e) >= e:
+                break
+            s = s + len(prefix) if prefix else place_end[s]
+        core = text[s:form.start()]
+        if len(core) >= 4:
+            out.update(m.span() for m in re.finditer(re.escape(core) + "(?:公司|集团)?" + _NAME_GOES_ON, text)
+                       if not any(a < m.end() and m.start() < b for a, b in spans))
+    return sorted(out)
 
 
 # A company name after a full 区 name: the writers annotated it without the district (written/train: 11 of 11, e.g.
@@ -609,10 +693,11 @@ class EntityExtractor:
                 marks = self.org_marks(text, words, places)
                 found = trim_orgs(text, self.org_tagger.spans(text, words, marks), places)
                 orgs = [_Span(s, e, "org", "tagger") for s, e in found]
-                for s, e in sorted(convention_orgs(text, marks["word_org"]), key=lambda sp: (sp[0], sp[0] - sp[1])):
+                for s, e in sorted(convention_orgs(text, marks["word_org"], marks["place"], words), key=lambda sp: (sp[0], sp[0] - sp[1])):
                     if not any(a < e and s < b for a, b in found):  # the tagger's spans win; then longest first
                         found.append((s, e))
                         orgs.append(_Span(s, e, "org", "convention"))
+                orgs.extend(_Span(s, e, "org", "short") for s, e in short_names(text, found, marks["place"]))
                 ner = [o for o in ner if o.type != "org"]  # LAC ORG words are one of the tagger's inputs
             else:
                 orgs = [*self._dept_orgs(text), *self._word_orgs(text, words, places)]

@@ -204,3 +204,46 @@ def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:
     assert orgs("原国营川东船厂的工人，派出所说去找镇政府") == [("国营川东船厂", "tagger"), ("镇政府", "tagger")]
     assert orgs("我向东溪镇政府申请，镇政府不批") == [("东溪镇政府", "tagger"), ("镇政府", "repeat"), ("镇政府", "tagger")]
     assert orgs("我在永川区快行汽车租赁公司开车，与快行汽车租赁公司签过合同") == [("快行汽车租赁公司", "tagger")] * 2
+
+
+def test_estate_names_after_a_subdistrict_or_before_a_unit_word(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    from triage.entities import estate_names
+
+    x = EntityExtractor(taxonomy.gazetteer, org_tagger=None)
+
+    def names(text: str) -> list[str]:
+        return [text[s:e] for s, e in estate_names(text, [(p.start, p.end) for p in x._places(text)])]
+
+    assert names("我是渝北区龙塔街道悦澜府项目的业主，巴南区龙洲湾街道滨江御府三期，") == ["悦澜府", "滨江御府三期"]
+    assert names("我们是龙兴镇悦江台3栋的购房人，我们悦江台业主") == ["悦江台", "悦江台"]
+    # 政府 is no estate, nor a street, a community or a description with 这/那/某; 府 alone is too short
+    assert names("龙塔街道区政府的，龙塔街道某花园，龙塔街道解放路，在这新城项目，在府项目") == []
+
+
+def test_numbered_courts_and_court_divisions() -> None:
+    from triage.entities import convention_orgs
+
+    text = "一中院发回重审，该院民二庭庭长说，开庭时刑事庭不在，二中院"
+    assert sorted(text[s:e] for s, e in convention_orgs(text)) == ["一中院", "二中院", "民二庭"]
+
+
+def test_short_trade_names() -> None:
+    from triage.entities import trade_names
+
+    words = [("开发商", "n"), ("渝禾", "PER"), ("置业", "n"), ("不退钱", "v"), ("，", "w"), ("城市", "n"), ("建设", "vn"),
+             ("很快", "d"), ("，", "w"), ("我在", "r"), ("永川", "LOC"), ("兴隆", "LOC"), ("陶瓷", "n"), ("上班", "v"),
+             ("，", "w"), ("施工方", "n"), ("酉州", "LOC"), ("建筑", "n"), ("劳务公司", "n"), ("，有家“安居理财”公司", "x")]
+    text = "".join(w for w, _ in words)
+    spans = trade_names(text, WordTagger({text: words}).words(text), [(text.index("永川"), text.index("永川") + 2)])
+    # 永川 (a place) is part of the name; 城市|建设 is a description (城市 is no proper word); 酉州建筑 goes on (劳务公司)
+    assert [text[s:e] for s, e in spans] == ["安居理财", "渝禾置业", "永川兴隆陶瓷"]
+
+
+def test_short_names_of_found_companies() -> None:
+    from triage.entities import short_names
+
+    text = "我起诉重庆黔城置业有限公司，黔城置业没钱；重庆长江电机股份有限公司原是长江电机厂，宏达路桥工程有限公司即宏达路桥公司"
+    names = ("重庆黔城置业有限公司", "重庆长江电机股份有限公司", "宏达路桥工程有限公司")
+    found = [(text.index(n), text.index(n) + len(n)) for n in names]
+    # the bare core stands on its own; not when it starts a longer name (长江电机厂); with 公司 after it the whole
+    assert [text[s:e] for s, e in short_names(text, found, [])] == ["黔城置业", "宏达路桥公司"]
