@@ -42,11 +42,13 @@ def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
     from sklearn.metrics import cohen_kappa_score
 
     first = _first_labels(corpus_dir)
-    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {"written": [], "real": []}
+    # real_active: the actively selected messages (labels_A1, training only) are reported apart from the sample
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {"written": [], "real": [], "real_active": []}
     for r2 in _second_labels(corpus_dir):
         key = (r2["source"], str(r2["key"]))
         if key in first:
-            pairs["written" if r2["source"] == "written" else "real"].append((first[key], r2))
+            part = "written" if r2["source"] == "written" else "real"
+            pairs[part + ("_active" if first[key].get("selection") == "active" else "")].append((first[key], r2))
     report: dict[str, Any] = {}
     for part, items in pairs.items():
         if not items:

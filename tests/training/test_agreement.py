@@ -36,3 +36,17 @@ def test_agreement_and_kappa_per_field(tmp_path: Path) -> None:
     assert disagreements(tmp_path, "track") == [
         {"source": "written", "key": "W1-0003", "first": "admin_duty", "second": "arbitration", "second_note": None}
     ]
+
+
+def test_actively_selected_messages_are_reported_apart(tmp_path: Path) -> None:
+    base = {"department": "hrss", "request_type": "complaint", "flags": []}
+    write(tmp_path / "real" / "labels_L1.jsonl", [{"source": "fuzhou12345_rivers", "key": "1", "track": "admin_duty", **base}])
+    write(tmp_path / "real" / "labels_A1.jsonl", [
+        {"source": "fuzhou12345_rivers", "key": "2", "track": "arbitration", "selection": "active", **base},
+        {"source": "fuzhou12345_rivers", "key": "3", "track": "mediation", "selection": "active", **base}])
+    write(tmp_path / "agreement" / "labels_R5.jsonl", [
+        {"source": "fuzhou12345_rivers", "key": k, "track": t, **base}
+        for k, t in (("1", "admin_duty"), ("2", "arbitration"), ("3", "litigation"))])
+    report = agreement(tmp_path)
+    assert report["real"]["n"] == 1 and report["real"]["track"]["agreement"] == 1.0
+    assert report["real_active"]["n"] == 2 and report["real_active"]["track"]["agreement"] == 0.5
