@@ -10,6 +10,7 @@ the same coefficients.
 from __future__ import annotations
 
 import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,10 +71,12 @@ class TrainConfig(_Strict):
         False, description="Members with the same vectoriser settings in different heads share one vectoriser fitted on "
                            "the union of those heads' training texts (one TfIdfVectorizer node in the graph: faster)")
 
+    def weight_of(self, shown_path: str) -> float:
+        """The `data_weights` weight of the --data file `shown_path` (relative to the repository; first match), else 1."""
+        return next((w for pattern, w in self.data_weights.items() if fnmatch(shown_path, pattern)), 1.0)
+
     def excludes(self, field: str, shown_path: str) -> bool:
         """Whether head `field` leaves out the rows of the --data file `shown_path` (relative to the repository)."""
-        from fnmatch import fnmatch
-
         override = self.heads.get(field)
         return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.exclude_data)
 

@@ -311,9 +311,12 @@ def real_splits(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     is in train."""
     sampled = [r for r in records if r.get("selection", "sample") != "active"]
     active = [r for r in records if r.get("selection", "sample") == "active"]
+    pairs = near_duplicate_pairs(records)  # a pair's verdict depends on its two texts only
+    by_id = {r["id"]: r for r in sampled}
     links: dict[str, str] = {}
-    for a, b, _ in near_duplicate_pairs(sampled):
-        links.setdefault(b, a)
+    for a, b, _ in pairs:
+        if a in by_id and b in by_id:
+            links.setdefault(b, a)
     for rec in sampled:
         rec["same_as"] = links.get(rec["id"])
     groups = connected_groups(sampled, ("same_as",))
@@ -323,9 +326,8 @@ def real_splits(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
         rec["group"] = groups[rec["id"]]
         rec["split"] = split_of(rec["group"], salt="real-v1")
         out[rec["split"]].append(rec)
-    by_id = {r["id"]: r for r in sampled}
     twins: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for a, b, _ in near_duplicate_pairs(records):
+    for a, b, _ in pairs:
         for x, y in ((a, b), (b, a)):
             if y in by_id:
                 twins[x].append(by_id[y])

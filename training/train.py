@@ -76,10 +76,7 @@ def replace_model_dir(tmp: Path, out_dir: Path) -> None:
 
 def file_weight(config: TrainConfig, path: Path) -> float:
     """The `data_weights` weight of a --data file (first matching pattern), else 1."""
-    from fnmatch import fnmatch
-
-    shown = display_path(path)
-    return next((w for pattern, w in config.data_weights.items() if fnmatch(shown, pattern)), 1.0)
+    return config.weight_of(display_path(path))
 
 
 def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple[list[dict[str, Any]], list[str]]:

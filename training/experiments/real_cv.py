@@ -39,14 +39,11 @@ REAL = [ROOT / "data" / "datasets" / "real" / f"{s}.jsonl" for s in ("train", "d
 
 def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
     """`FILE[:WEIGHT]` → (path, weight); without a weight the file's `data_weights` weight (else 1)."""
-    from fnmatch import fnmatch
+    from training.train import file_weight
 
     path_s, _, weight_s = spec.partition(":")
     path = Path(path_s)
-    if weight_s:
-        return path, float(weight_s)
-    shown = display_path(path)
-    return path, next((w for pattern, w in config.data_weights.items() if fnmatch(shown, pattern)), 1.0)
+    return path, float(weight_s) if weight_s else file_weight(config, path)
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
