@@ -1,8 +1,9 @@
 """OnnxClassifier: the classify stage served from a model directory (manifest + one graph per head).
 
-Follows the transformers pipeline split: `preprocess` (normalise, then segment → string feeds for
-linear TF-IDF models, or WordPiece → input_ids/attention_mask for transformer models, chosen by
-the manifest's `input.kind`), `_run` (session.run only: the hot path), `postprocess`
+Follows the transformers pipeline split: `preprocess` (the record's string — its text, preceded by its
+title when the manifest's `input.title_repeat` says so (triage.manifest.compose_input, as in training) —
+normalised, then segmented → string feeds for linear TF-IDF models, or WordPiece → input_ids/attention_mask
+for transformer models, chosen by the manifest's `input.kind`), `_run` (session.run only: the hot path), `postprocess`
 (probabilities → ranked Suggestions with labels from the manifest). Implements
 `triage.pipeline.Classifier`.
 """
@@ -117,15 +118,31 @@ class OnnxClassifier:
 
     # -- the three steps -----------------------------------------------------------------------
 
-    def preprocess(self, texts: list[str]) -> Feeds:
-        """Normalise (idempotent); linear models: segment with the shared `segment()`, one string per row.
+    def model_strings(self, texts: list[str], titles: list[str | None] | None = None) -> list[str]:
+        """Each record's raw model string: `input.compose(text, title)` (the text alone when the model was trained
+        without titles, `titles` is None or a record's title is None/blank).
+
+        Raises:
+            ValueError: `titles` is given with another length than `texts`.
+        """
+        spec = self.manifest.input
+        if titles is None or not spec.title_repeat:
+            return list(texts)
+        if len(titles) != len(texts):
+            raise ValueError(f"{len(titles)} titles for {len(texts)} texts")
+        return [spec.compose(t, title) for t, title in zip(texts, titles, strict=True)]
+
+    def preprocess(self, texts: list[str], titles: list[str | None] | None = None) -> Feeds:
+        """Compose with the titles (`model_strings`), normalise (idempotent); linear models: segment with the shared
+        `segment()`, one string per row.
 
         Transformer models: the normalised texts (ids are made per chunk in `_run`, padded to the
         chunk's longest text).
         """
+        strings = self.model_strings(texts, titles)
         if self._tokenizer is not None:
-            return [normalize(t) for t in texts]
-        return np.asarray([segmented_text(normalize(t)) for t in texts], dtype=object).reshape(-1, 1)
+            return [normalize(t) for t in strings]
+        return np.asarray([segmented_text(normalize(t)) for t in strings], dtype=object).reshape(-1, 1)
 
     def _chunk_feeds(self, feeds: Feeds, start: int, input_name: str) -> dict[str, Any]:
         part = feeds[start:start + self.batch_size]
@@ -166,14 +183,17 @@ class OnnxClassifier:
 
     # -- public API ------------------------------------------------------------------------------
 
-    def predict_proba(self, texts: list[str]) -> dict[str, npt.NDArray[np.float32]]:
-        """Head → [N, len(labels)] probabilities in the manifest's label order."""
+    def predict_proba(self, texts: list[str], titles: list[str | None] | None = None) -> dict[str, npt.NDArray[np.float32]]:
+        """Head → [N, len(labels)] probabilities in the manifest's label order.
+
+        `titles`: the records' optional titles, aligned with `texts` (used when the model was trained with them).
+        """
         if not texts:
             return {fld: np.zeros((0, len(h.labels)), dtype=np.float32) for fld, h in self.manifest.heads.items()}
-        return self._run(self.preprocess(texts))
+        return self._run(self.preprocess(texts, titles))
 
-    def predict(self, texts: list[str]) -> list[dict[str, Suggestion]]:
-        """Ranked, calibrated suggestions per head for each text."""
+    def predict(self, texts: list[str], titles: list[str | None] | None = None) -> list[dict[str, Suggestion]]:
+        """Ranked, calibrated suggestions per head for each text (`titles` as in `predict_proba`)."""
         if not texts:
             return []
-        return self.postprocess(self._run(self.preprocess(texts)))
+        return self.postprocess(self._run(self.preprocess(texts, titles)))

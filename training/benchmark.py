@@ -22,7 +22,7 @@ import numpy as np
 
 from training.baseline import LinearTextHead
 from training.config import TrainConfig
-from training.datasets import ROOT, labelled, load_jsonl, model_input
+from training.datasets import ROOT, labelled, load_jsonl, row_input
 from training.export import onnx_session, pipeline_to_onnx
 from triage.manifest import load_manifest
 from triage.text import normalize, segmented_text
@@ -121,7 +121,7 @@ def run_bench(model_dir: Path, *, field: str | None = None, n: int = 1000, singl
         cfg = TrainConfig.model_validate(cfg_data)
         files = [ROOT / f.path if not Path(f.path).is_absolute() else Path(f.path) for f in manifest.data_files]
         train_rows, labels = labelled([r for p in files for r in load_jsonl(p).rows], field)
-        texts = [model_input(r["text"]) for r in train_rows]
+        texts = [row_input(r, cfg.input.title_repeat) for r in train_rows]  # as the served model was trained
         if with_sklearn:
             logger.info("retraining head %s (%d rows) for the scikit-learn comparison", field, len(texts))
             head = LinearTextHead(cfg.members_for(field), cfg).fit(texts, labels)

@@ -49,6 +49,15 @@ class CalibrationConfig(_Strict):
     ece_bins: int = Field(15, ge=2, description="Equal-width confidence bins for the expected calibration error")
 
 
+class InputConfig(_Strict):
+    """How a record becomes the string every head sees (recorded in the model manifest's `input`)."""
+
+    title_repeat: int = Field(
+        0, ge=0, le=5, description="Put the record's optional `title` this many times before its text, joined by 。 "
+                                   "(triage.manifest.compose_input; records without a title: the text alone). "
+                                   "0: the text alone")
+
+
 class HeadOverride(_Strict):
     members: list[MemberConfig] | None = Field(None, description="Members for this head only")
     exclude_data: list[str] = Field(
@@ -62,6 +71,7 @@ class TrainConfig(_Strict):
     members: list[MemberConfig] = Field(min_length=1, description="Default members of every head")
     heads: dict[str, HeadOverride] = Field(default_factory=dict, description="Per-field overrides")
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    input: InputConfig = Field(default_factory=InputConfig, description="Model input built from text (+ title)")
     parity_tolerance: float = Field(1e-4, gt=0, description="Largest allowed |p_onnx - p_sklearn|")
     parity_rows: int = Field(500, ge=1, description="Rows of the dev (or train) data used for the parity check")
     data_weights: dict[str, float] = Field(

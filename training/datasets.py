@@ -2,7 +2,7 @@
 
 Files are read with `datasets` (JSON builder; mixed-type extra columns are tolerated); only the
 `id`, `text` and the requested gold fields are kept. Gold fields are never model inputs: the
-features are computed from `text` alone (`model_input`).
+features are computed from `text` and, when the training config asks for it, the optional `title` (`model_input`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from triage.manifest import sha256_file
+from triage.manifest import compose_input, sha256_file
 from triage.text import normalize, segmented_text
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,16 @@ def load_jsonl(path: Path) -> LoadedFile:
     return LoadedFile(path=path, sha256=sha256_file(path), rows=rows)
 
 
-def model_input(text: str) -> str:
-    """The string every head sees: normalised, segmented with the shared segment(), space-joined."""
-    return segmented_text(normalize(text))
+def model_input(text: str, title: str | None = None, title_repeat: int = 0) -> str:
+    """The string every head sees: the record's title ×`title_repeat` + text (triage.manifest.compose_input),
+    normalised, segmented with the shared segment(), space-joined. `title_repeat` 0: the text alone."""
+    return segmented_text(normalize(compose_input(text, title, title_repeat)))
+
+
+def row_input(row: dict[str, Any], title_repeat: int = 0) -> str:
+    """`model_input` of a JSONL record (its `text` and optional `title`)."""
+    title = row.get("title")
+    return model_input(row["text"], title if isinstance(title, str) else None, title_repeat)
 
 
 def labelled(rows: list[dict[str, Any]], field: str) -> tuple[list[dict[str, Any]], list[str]]:

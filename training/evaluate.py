@@ -2,7 +2,8 @@
 
 The evaluated path is the served one (serving.sessions.OnnxClassifier: normalize → segment →
 ONNX), one record at a time, so `latency_ms` is what a single petition costs. Gold fields are
-removed from each record before it is predicted; only `text` reaches the model.
+removed from each record before it is predicted; only `text` and the optional `title` (not a gold field; used
+when the model's manifest says `input.title_repeat` > 0) reach the model.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
     for row in rows:
         inp = _strip_gold(row, fields)
         t0 = time.perf_counter()
-        p = clf.predict_proba([inp["text"]])
+        title = inp.get("title")
+        p = clf.predict_proba([inp["text"]], [title if isinstance(title, str) else None])
         ms = (time.perf_counter() - t0) * 1000
         latencies.append(ms)
         line: dict[str, Any] = {"id": row["id"]}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from training.baseline import LinearTextHead
 from training.config import MemberConfig, load_config
-from training.datasets import labelled, load_jsonl, model_input
+from training.datasets import labelled, load_jsonl, row_input
 from training.metrics import head_metrics
 
 CHAR = {"name": "char", "analyzer": "char", "ngram_min": 1, "ngram_max": 3, "min_df": 2}
@@ -72,8 +72,8 @@ def main() -> None:
     cfg = load_config(overrides=["calibration.method=\"none\""])
     tr_rows, tr_y = labelled([r for p in args.train for r in load_jsonl(p).rows], args.field)
     dv_rows, dv_y = labelled([r for p in args.dev for r in load_jsonl(p).rows], args.field)
-    tr_x = [model_input(r["text"]) for r in tr_rows]
-    dv_x = [model_input(r["text"]) for r in dv_rows]
+    tr_x = [row_input(r, cfg.input.title_repeat) for r in tr_rows]
+    dv_x = [row_input(r, cfg.input.title_repeat) for r in dv_rows]
     results = []
     for name, members in candidates(args.grid).items():
         t0 = time.perf_counter()

@@ -25,10 +25,10 @@ from scipy.special import softmax
 
 from training.baseline import LinearTextHead, expected_calibration_error
 from training.config import BASE_CONFIG, TrainConfig, load_config
-from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, model_input
+from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, row_input
 from training.export import check_parity_multi, heads_to_onnx
 from training.metrics import head_metrics
-from triage.manifest import MODEL_CARD_FILE, DataFile, HeadSpec, ModelManifest, sha256_file
+from triage.manifest import MODEL_CARD_FILE, DataFile, HeadSpec, InputSpec, ModelManifest, sha256_file
 from triage.taxonomy import load_taxonomy
 from triage.text import segmenter_id
 
@@ -96,8 +96,9 @@ def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple
     return rows, labels
 
 
-def _inputs(rows: list[dict[str, Any]]) -> list[str]:
-    return [model_input(r["text"]) for r in rows]
+def _inputs(rows: list[dict[str, Any]], title_repeat: int = 0) -> list[str]:
+    """Model strings of the rows (text, and the title ×`title_repeat` where a row has one): as served."""
+    return [row_input(r, title_repeat) for r in rows]
 
 
 VECTORIZER_SETTINGS = ("analyzer", "ngram_min", "ngram_max", "min_df", "max_features", "binary")
@@ -156,6 +157,10 @@ LINEAR_MODEL_TEXT = (
 def write_model_card(out_dir: Path, manifest_fields: dict[str, Any], model_text: str = LINEAR_MODEL_TEXT) -> Path:
     """A short human-readable card: what the model is for, its data, heads and dev metrics."""
     m = manifest_fields
+    repeat = (m.get("input") or {}).get("title_repeat", 0)
+    used = (f"Input is the normalised text, preceded by the petition's title ×{repeat} when it has one; "
+            "petitioner fields and gold labels are never used." if repeat else
+            "Input is the normalised text; title, petitioner fields and gold labels are never used.")
     lines = [
         f"# Model card: {m['name']} ({m['version']})",
         "",
@@ -163,8 +168,7 @@ def write_model_card(out_dir: Path, manifest_fields: dict[str, Any], model_text:
         f"segmentation `{m['segmenter']}`.",
         "",
         "**What it does.** Suggests labels for a petition text (one calibrated probability per label and head). "
-        "Suggestions only: the rule engine decides and an officer reviews. Input is the normalised text; "
-        "title, petitioner fields and gold labels are never used.",
+        "Suggestions only: the rule engine decides and an officer reviews. " + used,
         "",
         model_text,
         "",
@@ -206,6 +210,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     """
     t0 = time.perf_counter()
     config = config or load_config(req.config_path, req.overrides)
+    title_repeat = config.input.title_repeat
     taxonomy = load_taxonomy()
     files: list[LoadedFile] = [load_jsonl(p) for p in req.data]
     dev_files: list[LoadedFile] = [load_jsonl(p) for p in req.dev]
@@ -227,7 +232,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
         for fld in req.fields:
             pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
             rows, labels = checked_labels(pool, fld, taxonomy)
-            inputs[fld] = (_inputs(rows), labels)
+            inputs[fld] = (_inputs(rows, title_repeat), labels)
             weights[fld] = [row_weight[id(r)] for r in rows]
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
                   else {f: {} for f in req.fields})
@@ -237,7 +242,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             sample_weight = weights[fld] if any(w != 1.0 for w in weights[fld]) else None
             head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(texts, labels, sample_weight)
             drows, dgold = labelled(dev_rows, fld)
-            dtexts = _inputs(drows)
+            dtexts = _inputs(drows, title_repeat)
             report: dict[str, Any] = {"train_rows": len(texts), "features": head.n_features_}
             if drows:
                 report["dev"] = _dev_report(head, fld, dtexts, dgold, config.calibration.ece_bins)
@@ -272,6 +277,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
         fields_common: dict[str, Any] = {
             "name": req.name or out_dir.name, "version": version, "created_at": created.isoformat(),
             "taxonomy_version": taxonomy.version, "segmenter": segmenter_id(),
+            "input": InputSpec(title_repeat=title_repeat).model_dump(),
             "heads": {k: v.model_dump() for k, v in heads.items()},
             "data_files": [DataFile(path=display_path(f.path), sha256=f.sha256, rows=len(f.rows)).model_dump()
                            for f in files],

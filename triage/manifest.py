@@ -67,6 +67,26 @@ class InputSpec(_Frozen):
     vocab: str | None = Field(None, description="token_ids: vocab.txt inside the model directory (listed in artifacts)")
     lowercase: bool = Field(False, description="token_ids: lowercase + strip accents before WordPiece")
     max_length: int | None = Field(None, ge=3, description="token_ids: ids per text including [CLS] and [SEP]")
+    title_repeat: int = Field(
+        0, ge=0, le=5, description="The record's title (when it has one) is put before the text this many times, "
+                                   "joined by 。 (0: the text alone — models written before this field)")
+
+    def compose(self, text: str, title: str | None = None) -> str:
+        """The raw model string of one record (before normalisation): see `compose_input`."""
+        return compose_input(text, title, self.title_repeat)
+
+
+def compose_input(text: str, title: str | None, title_repeat: int) -> str:
+    """The raw string a head sees for a record: its title `title_repeat` times, then the text, joined by 。.
+
+    A record without a (non-blank) title, or `title_repeat` 0, gives the text unchanged. Training
+    (training.datasets.model_input) and serving (serving.sessions.OnnxClassifier) both build the input here,
+    so a model sees at serving time exactly what it was trained on.
+    """
+    title = title.strip() if isinstance(title, str) else ""
+    if not title or title_repeat <= 0:
+        return text
+    return "。".join([title] * title_repeat + [text])
 
 
 class ModelManifest(_Frozen):

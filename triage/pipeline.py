@@ -35,7 +35,7 @@ class Classifier(Protocol):
     version: str
     fields: tuple[str, ...]
 
-    def predict(self, texts: list[str]) -> list[dict[str, Suggestion]]: ...
+    def predict(self, texts: list[str], titles: list[str | None] | None = None) -> list[dict[str, Suggestion]]: ...
 
 
 @runtime_checkable
@@ -132,7 +132,7 @@ class TriagePipeline:
         entities = extractor.extract(text, petition)
         timings["extract"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        suggestions = classifier.predict([text])[0]
+        suggestions = classifier.predict([text], [petition.title])[0]
         timings["classify"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         link_with_features = getattr(linker, "link_with_features", None)

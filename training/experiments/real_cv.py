@@ -2,6 +2,7 @@
 
     .venv/bin/python -m training.experiments.real_cv [-f track -f department -f request_type] [--folds 5]
         [--json var/eval/real-cv.json] [--extra data/datasets/weak/replies.jsonl[:WEIGHT]] [--set key=value]
+        [--title-repeat K ...]
 
 Complements the 320-message real test split (whose rare tracks have 1-8 examples): the 1,780 real train+dev
 messages are cut into five stratified folds; each fold is predicted by heads trained, with the configuration of
@@ -13,8 +14,13 @@ standard deviation over folds, and per-class F1 with support.
 
 `--extra FILE[:WEIGHT]` adds the rows of FILE that carry a head's field to every fold's training (never to the
 scored folds), at WEIGHT (default: the file's `data_weights` weight in the config, else 1) — e.g. the weakly
-labelled messages of training/weak.py, which exclude every human-labelled message. `--set` overrides the config
-as `triage train --set` does.
+labelled messages of training/weak.py, which exclude every human-labelled message — except for a head whose
+`heads.<field>.exclude_data` matches FILE (as `triage train` leaves it out: track and real/active.jsonl). `--set`
+overrides the config as `triage train --set` does.
+
+`--title-repeat K` builds every row's input (training and scored rows alike) as its title ×K + text
+(training.datasets.model_input; rows without a title: the text alone); given several times, each K is run back to
+back on the same folds and the output maps K → result. Without it, K = 0 (the text alone).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
 from training.config import TrainConfig, load_config
-from training.datasets import ROOT, display_path, labelled, load_jsonl, model_input, print_report
+from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input
 from training.metrics import head_metrics
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
@@ -46,7 +52,15 @@ def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
     return path, float(weight_s) if weight_s else file_weight(config, path)
 
 
-def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+def _top3(gold: list[str], proba: np.ndarray, classes: list[str]) -> float:
+    """Share of rows whose gold label is among the three most probable classes (any head)."""
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
+    index = {c: i for i, c in enumerate(classes)}
+    return round(float(np.mean([index.get(g, -1) in row for g, row in zip(gold, top.tolist(), strict=True)])), 4)
+
+
+def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
+        title_repeat: int = 0) -> dict[str, Any]:
     config = load_config(overrides=overrides)
     real_weight = next((w for p, w in config.data_weights.items() if "real" in p), 1.0)
     written_rows = load_jsonl(WRITTEN).rows
@@ -54,18 +68,20 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
     specs = [_extra_spec(s, config) for s in extra or []]
     extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
-                           "real_weight": real_weight, "overrides": overrides or [],
+                           "real_weight": real_weight, "overrides": overrides or [], "title_repeat": title_repeat,
                            "extra": [{"path": p, "rows": len(rows), "weight": w} for rows, w, p in extras], "heads": {}}
     for fld in fields:
         t0 = time.perf_counter()
         w_rows, w_y = labelled(written_rows, fld)
         w_wt = [1.0] * len(w_y)  # written rows, then the extra rows at their weight: always in training
-        for rows, weight, _ in extras:
+        for rows, weight, shown in extras:
+            if config.excludes(fld, shown):
+                continue
             e_rows, e_y = labelled(rows, fld)
             w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [weight] * len(e_y)
         r_rows, r_y = labelled(real_rows, fld)
-        w_x = [model_input(r["text"]) for r in w_rows]
-        r_x = [model_input(r["text"]) for r in r_rows]
+        w_x = [row_input(r, title_repeat) for r in w_rows]
+        r_x = [row_input(r, title_repeat) for r in r_rows]
         y = np.asarray(r_y, dtype=object)
         # Stratify on the label; classes with fewer rows than folds are spread by the shuffle only.
         import warnings
@@ -96,10 +112,12 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             "macro_f1": pooled["macro_f1"], "accuracy": pooled["accuracy"],
             "macro_f1_folds_mean": round(float(np.mean([m["macro_f1"] for m in per_fold])), 4),
             "macro_f1_folds_std": round(float(np.std([m["macro_f1"] for m in per_fold])), 4),
+            "accuracy_folds_std": round(float(np.std([m["accuracy"] for m in per_fold])), 4),
             "per_class": pooled.get("per_class"), "seconds": round(time.perf_counter() - t0, 1),
         }
-        if pooled.get("top3") is not None:
-            row["top3"] = pooled["top3"]
+        row["top3"] = _top3(r_y, proba, classes)
+        row["top3_folds_std"] = round(float(np.std([_top3([r_y[i] for i in te], proba[te], classes)
+                                                    for _, te in folds])), 4)
         out["heads"][fld] = row
         logging.getLogger(__name__).info("%s: macro-F1 %.3f", fld, row["macro_f1"])
     return out
@@ -112,9 +130,16 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     ap.add_argument("--extra", action="append", default=[], help="FILE[:WEIGHT]: extra training rows in every fold")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override key.path=value")
+    ap.add_argument("--title-repeat", type=int, action="append", default=[],
+                    help="title ×K before the text in every row's input; repeat to compare several K back to back")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    result = run(args.field or ["track", "department", "request_type"], args.folds, args.extra, args.overrides)
+    fields = args.field or ["track", "department", "request_type"]
+    if len(args.title_repeat) <= 1:
+        k = args.title_repeat[0] if args.title_repeat else 0
+        result = run(fields, args.folds, args.extra, args.overrides, k)
+    else:
+        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k) for k in args.title_repeat}
     print_report(result, args.json)
 
 

@@ -129,10 +129,10 @@ class BatchTriager:
 
     # -- stages ------------------------------------------------------------------------------------
 
-    def _suggestions(self, texts: list[str]) -> list[dict[str, Suggestion]]:
+    def _suggestions(self, texts: list[str], titles: list[str | None] | None = None) -> list[dict[str, Suggestion]]:
         # OnnxClassifier.postprocess validates ~50 LabelScore models per petition; the values come
         # straight from the graph (probabilities in [0, 1]), so construct them without validation.
-        probs = self.classifier.predict_proba(texts)
+        probs = self.classifier.predict_proba(texts, titles)
         out: list[dict[str, Suggestion]] = [{} for _ in texts]
         version = self.classifier.version
         for fld, p in probs.items():
@@ -171,7 +171,7 @@ class BatchTriager:
                 continue
             prepared.append((i, petition, text, entities, reused))
         if prepared:
-            suggestions = self._suggestions([p[2] for p in prepared])
+            suggestions = self._suggestions([p[2] for p in prepared], [p[1].title for p in prepared])
             for (i, petition, text, entities, reused), sugg in zip(prepared, suggestions, strict=True):
                 self._decide(out[i], petition, text, entities, reused, sugg)
         for row_out in out:
