@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 # 6: more convention names where the tagger found nothing: housing estates (`estate_names`), numbered courts and
 #    court divisions (一中院, 民二庭), short trade names (`trade_names`: 渝禾置业, “安居理财”公司), and a found
 #    company's short name where it stands on its own (`short_names`: 重庆黔城置业有限公司 … 黔城置业)
-EXTRACTOR_VERSION = "entities-6"
+# 7: the organisation tagger fitted on written train+dev (orgs-3; training/orgs.py --fit train+dev)
+EXTRACTOR_VERSION = "entities-7"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 
 

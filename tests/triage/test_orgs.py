@@ -178,11 +178,11 @@ def test_convention_names_where_the_tagger_finds_nothing() -> None:
 
 
 def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:  # type: ignore[no-untyped-def]
-    sentences = {  # LAC's words for these (dev records): the shipped tagger finds no organisation in them
-        "其按县教委安排到沙子镇交流": [("其", "r"), ("按", "p"), ("县教委", "ORG"), ("安排", "v"), ("到", "v"), ("沙子镇", "LOC"),
+    sentences = {  # words the shipped tagger finds no organisation in (orgs-3 is fitted on train+dev: with LAC's own
+        # words for these dev sentences, 县教委 ORG and 过镇|水利站, it now finds the names itself)
+        "其按县教委安排到沙子镇交流": [("其", "r"), ("按", "p"), ("县教委", "n"), ("安排", "v"), ("到", "v"), ("沙子镇", "LOC"),
                                       ("交流", "v")],
-        "找过镇水利站，说要等": [("找", "v"), ("过镇", "LOC"), ("水利站", "n"), ("，", "w"), ("说", "v"), ("要", "v"),
-                              ("等", "v")],
+        "说找街道征收办": [("说", "v"), ("找", "v"), ("街道", "n"), ("征收", "vn"), ("办", "n")],
         # entities-5: a found name again inside a longer one; a company without the 区 name before it; no 与 inside
         "我向东溪镇政府申请，镇政府不批": [("我", "r"), ("向", "p"), ("东溪镇政府", "ORG"), ("申请", "v"), ("，", "w"),
                                          ("镇政府", "ORG"), ("不", "d"), ("批", "v")],
@@ -198,7 +198,7 @@ def test_convention_names_only_where_the_tagger_finds_nothing(taxonomy) -> None:
         return [(e.text, e.source) for e in x.extract(p.text, p).items if e.type == "org"]
 
     assert orgs("其按县教委安排到沙子镇交流") == [("县教委", "convention")]
-    assert orgs("找过镇水利站，说要等") == [("镇水利站", "convention")]
+    assert orgs("说找街道征收办") == [("街道征收办", "convention")]
     # the convention also proposes 区信访办, 区公安分局 and 镇政府 here: the tagger's spans stay, nothing is doubled
     assert orgs("找了区信访办和区公安分局，督促法院执行") == [("区信访办", "tagger"), ("区公安分局", "tagger")]
     assert orgs("原国营川东船厂的工人，派出所说去找镇政府") == [("国营川东船厂", "tagger"), ("镇政府", "tagger")]
