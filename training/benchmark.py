@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -74,7 +75,11 @@ def _fasttext_row(texts: list[str], labels: list[str], batch: list[str], single:
         return {"engine": "fasttext", "skipped": "fasttext-numpy2-wheel is not installed"}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.txt"
-        path.write_text("".join(f"__label__{y} {x}\n" for x, y in zip(texts, labels, strict=True)), encoding="utf-8")
+        # fastText reads its file in order and never shuffles: rows grouped by label would end every epoch on the
+        # last classes (topic_more.py measured 0.62 vs 0.80 macro-F1), so the lines are shuffled (seeded)
+        lines = [f"__label__{y} {x}\n" for x, y in zip(texts, labels, strict=True)]
+        random.Random(0).shuffle(lines)
+        path.write_text("".join(lines), encoding="utf-8")
         model = fasttext.train_supervised(str(path), epoch=25, lr=0.5, wordNgrams=2, bucket=200_000, dim=50,
                                           minn=1, maxn=2, thread=1, verbose=0)
 

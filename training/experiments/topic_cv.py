@@ -86,13 +86,15 @@ def cnb_scores(Xtr: sp.csr_matrix, y: np.ndarray, Xte: sp.csr_matrix, alpha: flo
 def fasttext_scores(tr: list[str], y: np.ndarray, te: list[str], n: int, ngrams: int = 2, epoch: int = 25,
                     lr: float = 0.5) -> np.ndarray:
     """fastText supervised over the same space-joined words (optional: the `fasttext` package, not a project dependency)."""
+    import random
     import tempfile
 
     import fasttext  # type: ignore[import-not-found]
 
+    lines = [f"__label__{k} {t}\n" for t, k in zip(tr, y, strict=True)]
+    random.Random(SEED).shuffle(lines)  # fastText never shuffles its file; rows sorted by label spoil every epoch
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as fh:
-        for t, k in zip(tr, y, strict=True):
-            fh.write(f"__label__{k} {t}\n")
+        fh.writelines(lines)
     model = fasttext.train_supervised(fh.name, wordNgrams=ngrams, epoch=epoch, lr=lr, dim=100, minCount=1,
                                       thread=1, seed=SEED, verbose=0)
     Path(fh.name).unlink()
