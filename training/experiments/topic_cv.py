@@ -98,6 +98,11 @@ def fasttext_scores(tr: list[str], y: np.ndarray, te: list[str], n: int, ngrams:
     model = fasttext.train_supervised(fh.name, wordNgrams=ngrams, epoch=epoch, lr=lr, dim=100, minCount=1,
                                       thread=1, seed=SEED, verbose=0)
     Path(fh.name).unlink()
+    return fasttext_log_proba(model, te, n)
+
+
+def fasttext_log_proba(model: Any, te: list[str], n: int) -> np.ndarray:
+    """[len(te), n] log-probabilities of a fastText model whose labels are `__label__<class index>`."""
     out = np.full((len(te), n), 1e-9)
     for i, t in enumerate(te):
         labs, ps = model.predict(t, k=n)

@@ -48,7 +48,17 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import StratifiedKFold
 
 from training.datasets import model_input
-from training.experiments.topic_cv import ROOT, SEED, char_vec, cv_report, experiment_args, macro, nbsvm_scores, topic_rows
+from training.experiments.topic_cv import (
+    ROOT,
+    SEED,
+    char_vec,
+    cv_report,
+    experiment_args,
+    fasttext_log_proba,
+    macro,
+    nbsvm_scores,
+    topic_rows,
+)
 from training.experiments.topic_semi import unlabelled_pool
 
 EXPENSIVE = ("fasttext char pretrained", "cnn char")  # about 5 and 12 minutes a fold on a loaded 2-core machine: --only
@@ -122,12 +132,7 @@ def fasttext_supervised(tr: list[str], y: np.ndarray, te: list[str], n: int, scr
         model = fasttext.train_supervised(path, **{**args, "thread": 1, "seed": 2})
     finally:
         Path(path).unlink()
-    out = np.full((len(te), n), 1e-9)
-    for i, t in enumerate(te):
-        labs, ps = model.predict(t, k=n)
-        for lab, p in zip(labs, ps, strict=True):
-            out[i, int(lab.removeprefix("__label__"))] = p
-    return np.log(out)
+    return fasttext_log_proba(model, te, n)
 
 
 def ft_plain(shuffle: bool, **kwargs: Any) -> Member:
