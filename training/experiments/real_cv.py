@@ -20,7 +20,8 @@ overrides the config as `triage train --set` does.
 
 `--title-repeat K` builds every row's input (training and scored rows alike) as its title ×K + text
 (training.datasets.model_input; rows without a title: the text alone); given several times, each K is run back to
-back on the same folds and the output maps K → result. Without it, K = 0 (the text alone).
+back on the same folds and the output maps K → result. Without it, K is base.toml's `[input] title_repeat` (as
+`triage train` builds inputs).
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def _top3(gold: list[str], proba: np.ndarray, classes: list[str]) -> float:
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
-        title_repeat: int = 0) -> dict[str, Any]:
+        title_repeat: int | None = None) -> dict[str, Any]:
     config = load_config(overrides=overrides)
+    title_repeat = config.input.title_repeat if title_repeat is None else title_repeat
     real_weight = next((w for p, w in config.data_weights.items() if "real" in p), 1.0)
     written_rows = load_jsonl(WRITTEN).rows
     real_rows = [r for p in REAL for r in load_jsonl(p).rows]
@@ -136,7 +138,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     fields = args.field or ["track", "department", "request_type"]
     if len(args.title_repeat) <= 1:
-        k = args.title_repeat[0] if args.title_repeat else 0
+        k = args.title_repeat[0] if args.title_repeat else None  # None: the config's [input] title_repeat
         result = run(fields, args.folds, args.extra, args.overrides, k)
     else:
         result = {str(k): run(fields, args.folds, args.extra, args.overrides, k) for k in args.title_repeat}
