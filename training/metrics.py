@@ -13,6 +13,13 @@ from training.baseline import expected_calibration_error
 TOP_K_FIELDS = {"department": 3}  # fields whose top-k accuracy is reported (DESIGN.md contract)
 
 
+def topk_accuracy(gold: list[str], proba: npt.NDArray[Any], labels: list[str], k: int) -> float:
+    """Share of rows whose gold label is among the k most probable of `labels` (a label outside them: a miss)."""
+    index = {label: i for i, label in enumerate(labels)}
+    topk = np.argsort(-proba, axis=1)[:, :k]
+    return round(float(np.mean([index.get(g, -1) in row for g, row in zip(gold, topk, strict=True)])), 4)
+
+
 def head_metrics(field: str, gold: list[str], proba: npt.NDArray[Any], labels: list[str],
                  ece_bins: int = 15) -> dict[str, Any]:
     """macro_f1, accuracy, per_class {label: {f1, support}}, top3 (department), ece.
@@ -31,10 +38,7 @@ def head_metrics(field: str, gold: list[str], proba: npt.NDArray[Any], labels: l
     }
     k = TOP_K_FIELDS.get(field)
     if k:
-        index = {label: i for i, label in enumerate(labels)}
-        topk = np.argsort(-proba, axis=1)[:, :k]
-        hits = [index.get(g, -1) in row for g, row in zip(gold, topk, strict=True)]
-        out[f"top{k}"] = round(float(np.mean(hits)), 4)
+        out[f"top{k}"] = topk_accuracy(gold, proba, labels, k)
     index = {label: i for i, label in enumerate(labels)}
     y_idx = np.array([index.get(g, -1) for g in gold])
     known = y_idx >= 0

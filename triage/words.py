@@ -217,7 +217,12 @@ class WordTagger:
         return [(s, e, names[k]) for s, e, k in zip(starts.tolist(), ends.tolist(), labs.tolist(), strict=True)]
 
     def tag(self, text: str) -> list[tuple[int, int, str]]:
-        return [(s, e, t) for s, e, t in self.words(text) if t in _NER_TAGS and text[s:e].strip()]
+        return ner_spans(text, self.words(text))
+
+
+def ner_spans(text: str, words: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The (start, end, tag) words tagged PER/LOC/ORG/TIME that are not blank: a word tagger's `tag()` (LAC's too)."""
+    return [(s, e, t) for s, e, t in words if t in _NER_TAGS and text[s:e].strip()]
 
 
 @functools.lru_cache(maxsize=4)

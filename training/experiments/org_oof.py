@@ -35,6 +35,7 @@ from training.orgs import CORPUS, Example, load_examples, train_crf
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
+from triage.words import ner_spans
 
 
 class CachedWords:
@@ -48,7 +49,7 @@ class CachedWords:
         return self._words[text]
 
     def tag(self, text: str) -> list[tuple[int, int, str]]:
-        return [(s, e, t) for s, e, t in self.words(text) if t in ("PER", "LOC", "ORG", "TIME") and text[s:e].strip()]
+        return ner_spans(text, self.words(text))
 
 
 def outer_fold(group: str, k: int) -> int:

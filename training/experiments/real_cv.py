@@ -38,7 +38,7 @@ from sklearn.model_selection import StratifiedKFold
 from training.baseline import LinearTextHead
 from training.config import TrainConfig, load_config
 from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input
-from training.metrics import head_metrics
+from training.metrics import head_metrics, topk_accuracy
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
 REAL = [ROOT / "data" / "datasets" / "real" / f"{s}.jsonl" for s in ("train", "dev")]
@@ -51,13 +51,6 @@ def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
     path_s, _, weight_s = spec.partition(":")
     path = Path(path_s)
     return path, float(weight_s) if weight_s else file_weight(config, path)
-
-
-def _top3(gold: list[str], proba: np.ndarray, classes: list[str]) -> float:
-    """Share of rows whose gold label is among the three most probable classes (any head)."""
-    top = np.argsort(-proba, axis=1, kind="stable")[:, :3]
-    index = {c: i for i, c in enumerate(classes)}
-    return round(float(np.mean([index.get(g, -1) in row for g, row in zip(gold, top.tolist(), strict=True)])), 4)
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
@@ -117,8 +110,8 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             "accuracy_folds_std": round(float(np.std([m["accuracy"] for m in per_fold])), 4),
             "per_class": pooled.get("per_class"), "seconds": round(time.perf_counter() - t0, 1),
         }
-        row["top3"] = _top3(r_y, proba, classes)
-        row["top3_folds_std"] = round(float(np.std([_top3([r_y[i] for i in te], proba[te], classes)
+        row["top3"] = topk_accuracy(r_y, proba, classes, 3)
+        row["top3_folds_std"] = round(float(np.std([topk_accuracy([r_y[i] for i in te], proba[te], classes, 3)
                                                     for _, te in folds])), 4)
         out["heads"][fld] = row
         logging.getLogger(__name__).info("%s: macro-F1 %.3f", fld, row["macro_f1"])
