@@ -39,7 +39,7 @@ def _second_labels(corpus_dir: Path) -> list[dict[str, Any]]:
 
 
 def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
-    from sklearn.metrics import cohen_kappa_score
+    from sklearn.metrics import cohen_kappa_score, f1_score
 
     first = _first_labels(corpus_dir)
     # real_active: the actively selected messages (labels_A1, training only) are reported apart from the sample
@@ -63,9 +63,13 @@ def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
         for f in FIELDS:
             a = [x[f] for x, _ in items]
             b = [y[f] for _, y in items]
+            present = sorted(set(a) | set(b))
             part_report[f] = {
                 "agreement": round(sum(x == y for x, y in zip(a, b, strict=True)) / len(a), 3),
                 "kappa": kappa(a, b),
+                # The second labelling scored against the first as a model is scored (training/metrics.head_metrics):
+                # the human reference for the model's macro-F1 on the same kind of data.
+                "macro_f1": round(float(f1_score(a, b, labels=present, average="macro", zero_division=0)), 3),
             }
         for fl in FLAGS:
             a2 = [fl in (x.get("flags") or []) for x, _ in items]

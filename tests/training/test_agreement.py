@@ -31,7 +31,9 @@ def test_agreement_and_kappa_per_field(tmp_path: Path) -> None:
     assert report["track"]["agreement"] == 0.75
     # p_o = 0.75, p_e = (2/4 * 1/4) + (2/4 * 3/4) = 0.5 → kappa 0.5
     assert report["track"]["kappa"] == 0.5
-    assert report["department"] == {"agreement": 1.0, "kappa": None}  # one class only: undefined
+    # scored as a model is: admin_duty P 1 R 0.5 → F1 0.667, arbitration P 0.667 R 1 → F1 0.8; mean 0.733
+    assert report["track"]["macro_f1"] == 0.733
+    assert report["department"] == {"agreement": 1.0, "kappa": None, "macro_f1": 1.0}  # one class only: undefined
     assert report["flag:repeat"]["agreement"] == 1.0
     assert disagreements(tmp_path, "track") == [
         {"source": "written", "key": "W1-0003", "first": "admin_duty", "second": "arbitration", "second_note": None}

@@ -18,6 +18,11 @@ labelled messages of training/weak.py, which exclude every human-labelled messag
 `heads.<field>.exclude_data` matches FILE (as `triage train` leaves it out: track and real/active.jsonl). `--set`
 overrides the config as `triage train --set` does.
 
+`--oof DIR` saves each head's out-of-fold probabilities (with classes, gold labels and fold numbers) to DIR/<field>.npz.
+
+`--real-frac F` trains each fold on a seeded share F of its real training rows (the written and extra rows and the
+scored rows unchanged): the learning curve that says whether more labelled real messages would help.
+
 `--title-repeat K` builds every row's input (training and scored rows alike) as its title ×K + text
 (training.datasets.model_input; rows without a title: the text alone); given several times, each K is run back to
 back on the same folds and the output maps K → result. Without it, K is base.toml's `[input] title_repeat` (as
@@ -54,7 +59,7 @@ def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
-        title_repeat: int | None = None) -> dict[str, Any]:
+        title_repeat: int | None = None, real_frac: float = 1.0, oof: Path | None = None) -> dict[str, Any]:
     config = load_config(overrides=overrides)
     title_repeat = config.input.title_repeat if title_repeat is None else title_repeat
     real_weight = next((w for p, w in config.data_weights.items() if "real" in p), 1.0)
@@ -64,6 +69,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
     extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
                            "real_weight": real_weight, "overrides": overrides or [], "title_repeat": title_repeat,
+                           "real_frac": real_frac,
                            "extra": [{"path": p, "rows": len(rows), "weight": w} for rows, w, p in extras], "heads": {}}
     for fld in fields:
         t0 = time.perf_counter()
@@ -87,7 +93,10 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         classes: list[str] | None = None
         proba: np.ndarray | None = None
         per_fold = []
+        rng = np.random.default_rng(config.seed)
         for tr, te in folds:
+            if real_frac < 1.0:  # learning curve: a seeded share of the fold's real training rows
+                tr = np.sort(rng.permutation(tr)[: round(real_frac * len(tr))])
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
             weights = w_wt + [real_weight] * len(tr)
@@ -114,6 +123,11 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         row["top3_folds_std"] = round(float(np.std([topk_accuracy([r_y[i] for i in te], proba[te], classes, 3)
                                                     for _, te in folds])), 4)
         out["heads"][fld] = row
+        if oof is not None:  # the out-of-fold probabilities, for analyses after the run (decision rules, errors)
+            oof.mkdir(parents=True, exist_ok=True)
+            np.savez(oof / f"{fld}.npz", proba=proba, classes=np.asarray(classes), gold=y,
+                     fold=np.concatenate([np.full(len(te), k) for k, (_, te) in enumerate(folds)])[np.argsort(
+                         np.concatenate([te for _, te in folds]))])
         logging.getLogger(__name__).info("%s: macro-F1 %.3f", fld, row["macro_f1"])
     return out
 
@@ -125,6 +139,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     ap.add_argument("--extra", action="append", default=[], help="FILE[:WEIGHT]: extra training rows in every fold")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override key.path=value")
+    ap.add_argument("--real-frac", type=float, default=1.0,
+                    help="learning curve: train on this seeded share of each fold's real training rows (scored rows unchanged)")
+    ap.add_argument("--oof", type=Path, default=None, help="write each head's out-of-fold probabilities to DIR/<field>.npz")
     ap.add_argument("--title-repeat", type=int, action="append", default=[],
                     help="title ×K before the text in every row's input; repeat to compare several K back to back")
     args = ap.parse_args()
@@ -132,9 +149,9 @@ def main() -> None:
     fields = args.field or ["track", "department", "request_type"]
     if len(args.title_repeat) <= 1:
         k = args.title_repeat[0] if args.title_repeat else None  # None: the config's [input] title_repeat
-        result = run(fields, args.folds, args.extra, args.overrides, k)
+        result = run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof)
     else:
-        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k) for k in args.title_repeat}
+        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k, args.real_frac) for k in args.title_repeat}
     print_report(result, args.json)
 
 

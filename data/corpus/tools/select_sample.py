@@ -1,0 +1,84 @@
+"""Draw a further random selection of real public messages for a labeller (sampled, not actively searched).
+
+    python data/corpus/tools/select_sample.py --who L3 --board-per-topic 24 --replies 52 --fuzhou 30 [--seed 3]
+
+Writes data/corpus/real/work/selection_<who>.jsonl (not committed: the texts are not republished) with the
+fields real/LABELLING.md describes (n, source, key, title, text, and topic / reply / label_type by source).
+Draws, with a seeded shuffle, from the messages no labeller has labelled (real/labels_*.jsonl) and no other
+selection file holds: board messages stratified by the board's topic (the same number per topic, as L1/L2 were
+drawn), replies and Fuzhou tickets uniformly — the proportions of the first 2,100 labelled messages.
+Messages under 20 characters are skipped (no petition to read), and so is a near-duplicate of a labelled message
+(training.corpus.near_duplicate_pairs): it would join that message's group and could move the group's split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+PUBLIC = ROOT.parent / "shared" / "data" / "public"
+REAL = ROOT / "data" / "corpus" / "real"
+KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id"}
+EXTRA = {"teddy2020_messages_labeled": ("label", "topic"), "teddy2020_replies": ("reply", "reply"),
+         "fuzhou12345_rivers": ("label_type", "label_type")}
+
+
+def taken() -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for path in [*REAL.glob("labels_*.jsonl"), *(REAL / "work").glob("selection_*.jsonl")]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out.add((r["source"], str(r["key"])))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--who", required=True)
+    ap.add_argument("--board-per-topic", type=int, required=True)
+    ap.add_argument("--replies", type=int, required=True)
+    ap.add_argument("--fuzhou", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=3)
+    args = ap.parse_args()
+    out_path = REAL / "work" / f"selection_{args.who}.jsonl"
+    if out_path.exists():
+        raise SystemExit(f"{out_path} exists: a selection is drawn once")
+    from training.corpus import near_duplicate_pairs
+
+    used = taken()
+    rng = random.Random(f"select:{args.seed}:{args.who}")
+    data = {source: [json.loads(x) for x in (PUBLIC / f"{source}.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+            for source in KEY}
+    records = [{"id": f"{source}:{r[KEY[source]]}", "text": r["text"]} for source, rows in data.items() for r in rows]
+    labelled = {f"{s}:{k}" for s, k in used}
+    near = {b if a in labelled else a for a, b, _ in near_duplicate_pairs(records) if (a in labelled) != (b in labelled)}
+    picked: list[dict] = []
+    for source, key in KEY.items():
+        rows = [r for r in data[source] if (source, str(r[key])) not in used and len(r.get("text") or "") >= 20
+                and f"{source}:{r[key]}" not in near]
+        rng.shuffle(rows)
+        field, name = EXTRA[source]
+        if source == "teddy2020_messages_labeled":
+            by_topic: dict[str, list[dict]] = defaultdict(list)
+            for r in rows:
+                by_topic[r["label"]].append(r)
+            chosen = [r for t in sorted(by_topic) for r in by_topic[t][: args.board_per_topic]]
+        else:
+            chosen = rows[: args.replies if source == "teddy2020_replies" else args.fuzhou]
+        picked += [{"source": source, "key": str(r[key]), "title": r.get("title"), "text": r["text"], name: r.get(field)}
+                   for r in chosen]
+    rng.shuffle(picked)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("w", encoding="utf-8") as fh:
+        for n, r in enumerate(picked, 1):
+            fh.write(json.dumps({"n": n, **r}, ensure_ascii=False) + "\n")
+    print(f"{len(picked)} messages → {out_path}")
+
+
+if __name__ == "__main__":
+    main()
