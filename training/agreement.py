@@ -79,6 +79,12 @@ def agreement(corpus_dir: Path = CORPUS_DIR) -> dict[str, Any]:
                 "kappa": kappa(a2, b2),
                 "first_positive": sum(a2), "second_positive": sum(b2),
             }
+        # Per first labeller file (real parts): whether a later batch of labels agrees as well as the first ones.
+        files = sorted({x.get("labeller_file") for x, _ in items if x.get("labeller_file")})
+        if len(files) > 1:
+            part_report["by_first_labeller"] = {
+                name: {"n": len(sub), **{f: round(sum(x[f] == y[f] for x, y in sub) / len(sub), 3) for f in FIELDS}}
+                for name in files if (sub := [(x, y) for x, y in items if x.get("labeller_file") == name])}
         report[part] = part_report
     return report
 

@@ -46,9 +46,13 @@ def test_actively_selected_messages_are_reported_apart(tmp_path: Path) -> None:
     write(tmp_path / "real" / "labels_A1.jsonl", [
         {"source": "fuzhou12345_rivers", "key": "2", "track": "arbitration", "selection": "active", **base},
         {"source": "fuzhou12345_rivers", "key": "3", "track": "mediation", "selection": "active", **base}])
+    write(tmp_path / "real" / "labels_L3.jsonl", [{"source": "fuzhou12345_rivers", "key": "4", "track": "petition", **base}])
     write(tmp_path / "agreement" / "labels_R5.jsonl", [
         {"source": "fuzhou12345_rivers", "key": k, "track": t, **base}
-        for k, t in (("1", "admin_duty"), ("2", "arbitration"), ("3", "litigation"))])
+        for k, t in (("1", "admin_duty"), ("2", "arbitration"), ("3", "litigation"), ("4", "suggestion"))])
     report = agreement(tmp_path)
-    assert report["real"]["n"] == 1 and report["real"]["track"]["agreement"] == 1.0
+    assert report["real"]["n"] == 2 and report["real"]["track"]["agreement"] == 0.5
+    assert report["real"]["by_first_labeller"] == {
+        "labels_L1.jsonl": {"n": 1, "track": 1.0, "department": 1.0, "request_type": 1.0},
+        "labels_L3.jsonl": {"n": 1, "track": 0.0, "department": 1.0, "request_type": 1.0}}
     assert report["real_active"]["n"] == 2 and report["real_active"]["track"]["agreement"] == 0.5

@@ -1,6 +1,10 @@
 """Draw a further random selection of real public messages for a labeller (sampled, not actively searched).
 
     python data/corpus/tools/select_sample.py --who L3 --board-per-topic 24 --replies 52 --fuzhou 30 [--seed 3]
+    python data/corpus/tools/select_sample.py --who R6 --recheck L3,L4,L5,L6,L7,L8 --n 120
+
+The second form draws a seeded sample of N messages already labelled by the named labellers for a blind second
+reading (agreement/labels_<who>.jsonl; `triage data agreement`): the selection carries the texts, never the labels.
 
 Writes data/corpus/real/work/selection_<who>.jsonl (not committed: the texts are not republished) with the
 fields real/LABELLING.md describes (n, source, key, title, text, and topic / reply / label_type by source).
@@ -37,17 +41,43 @@ def taken() -> set[tuple[str, str]]:
     return out
 
 
+def recheck(who: str, labellers: list[str], n: int, seed: int, out_path: Path) -> None:
+    keys = sorted((r["source"], str(r["key"])) for name in labellers
+                  for line in (REAL / f"labels_{name}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
+                  for r in [json.loads(line)])
+    rng = random.Random(f"recheck:{seed}:{who}")
+    chosen = set(rng.sample(keys, min(n, len(keys))))
+    picked = []
+    for source, key in KEY.items():
+        field, name = EXTRA[source]
+        for line in (PUBLIC / f"{source}.jsonl").read_text(encoding="utf-8").splitlines():
+            r = json.loads(line) if line.strip() else None
+            if r and (source, str(r[key])) in chosen:
+                picked.append({"source": source, "key": str(r[key]), "title": r.get("title"), "text": r["text"],
+                               name: r.get(field)})
+    rng.shuffle(picked)
+    with out_path.open("w", encoding="utf-8") as fh:
+        for i, r in enumerate(picked, 1):
+            fh.write(json.dumps({"n": i, **r}, ensure_ascii=False) + "\n")
+    print(f"{len(picked)} messages for a second reading → {out_path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--who", required=True)
-    ap.add_argument("--board-per-topic", type=int, required=True)
-    ap.add_argument("--replies", type=int, required=True)
-    ap.add_argument("--fuzhou", type=int, required=True)
+    ap.add_argument("--board-per-topic", type=int, default=0)
+    ap.add_argument("--replies", type=int, default=0)
+    ap.add_argument("--fuzhou", type=int, default=0)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--recheck", default="", help="comma-separated labellers whose messages a second reader samples")
+    ap.add_argument("--n", type=int, default=100, help="with --recheck: sample size")
     args = ap.parse_args()
     out_path = REAL / "work" / f"selection_{args.who}.jsonl"
     if out_path.exists():
         raise SystemExit(f"{out_path} exists: a selection is drawn once")
+    if args.recheck:
+        recheck(args.who, args.recheck.split(","), args.n, args.seed, out_path)
+        return
     from training.corpus import near_duplicate_pairs
 
     used = taken()
