@@ -63,6 +63,9 @@ class HeadOverride(_Strict):
     exclude_data: list[str] = Field(
         default_factory=list, description="This head does not train on the rows of matching --data files (fnmatch "
                                           "patterns on the path relative to the repository, as in `data_weights`)")
+    data_weights: dict[str, float] = Field(
+        default_factory=dict, description="This head's sample weights of matching --data files, looked up before the "
+                                          "top-level `data_weights` (same patterns)")
 
 
 class TrainConfig(_Strict):
@@ -81,9 +84,15 @@ class TrainConfig(_Strict):
         False, description="Members with the same vectoriser settings in different heads share one vectoriser fitted on "
                            "the union of those heads' training texts (one TfIdfVectorizer node in the graph: faster)")
 
-    def weight_of(self, shown_path: str) -> float:
-        """The `data_weights` weight of the --data file `shown_path` (relative to the repository; first match), else 1."""
-        return next((w for pattern, w in self.data_weights.items() if fnmatch(shown_path, pattern)), 1.0)
+    def weight_of(self, shown_path: str, field: str | None = None) -> float:
+        """The sample weight of the --data file `shown_path` (relative to the repository) for head `field`: the first
+        matching pattern of the head's own `data_weights`, else of the top-level `data_weights`, else 1."""
+        override = self.heads.get(field) if field else None
+        for table in (override.data_weights if override else {}, self.data_weights):
+            hit = next((w for pattern, w in table.items() if fnmatch(shown_path, pattern)), None)
+            if hit is not None:
+                return hit
+        return 1.0
 
     def excludes(self, field: str, shown_path: str) -> bool:
         """Whether head `field` leaves out the rows of the --data file `shown_path` (relative to the repository)."""

@@ -74,9 +74,9 @@ def replace_model_dir(tmp: Path, out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
-def file_weight(config: TrainConfig, path: Path) -> float:
-    """The `data_weights` weight of a --data file (first matching pattern), else 1."""
-    return config.weight_of(display_path(path))
+def file_weight(config: TrainConfig, path: Path, field: str | None = None) -> float:
+    """The sample weight of a --data file for head `field` (TrainConfig.weight_of), else 1."""
+    return config.weight_of(display_path(path), field)
 
 
 def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple[list[dict[str, Any]], list[str]]:
@@ -215,7 +215,6 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     files: list[LoadedFile] = [load_jsonl(p) for p in req.data]
     dev_files: list[LoadedFile] = [load_jsonl(p) for p in req.dev]
     train_rows = [r for f in files for r in f.rows]
-    row_weight = {id(r): file_weight(config, f.path) for f in files for r in f.rows}
     row_file = {id(r): display_path(f.path) for f in files for r in f.rows}
     dev_rows = [r for f in dev_files for r in f.rows]
     out_dir = req.out_dir
@@ -233,7 +232,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
             rows, labels = checked_labels(pool, fld, taxonomy)
             inputs[fld] = (_inputs(rows, title_repeat), labels)
-            weights[fld] = [row_weight[id(r)] for r in rows]
+            weights[fld] = [config.weight_of(row_file[id(r)], fld) for r in rows]
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
                   else {f: {} for f in req.fields})
         for fld in req.fields:

@@ -243,3 +243,15 @@ def test_head_leaves_out_excluded_data_files(tmp_path: Path) -> None:
     proba = OnnxClassifier(tmp_path / "m", load_taxonomy()).predict_proba([r["text"] for r in flipped[:8]])
     assert {m.heads["track"].labels[i] for i in proba["track"].argmax(axis=1)} == {"admin_duty"}
     assert {m.heads["department"].labels[i] for i in proba["department"].argmax(axis=1)} == {"justice"}
+
+
+def test_head_data_weights_override_the_top_level_ones() -> None:
+    """`heads.<field>.data_weights` is looked up before `data_weights`; other heads and unmatched files keep theirs."""
+    from training.config import load_config
+
+    config = load_config(overrides=['data_weights={"data/datasets/real/*" = 2.0}',
+                                    'heads.track.data_weights={"data/datasets/real/*" = 1.5}'])
+    assert config.weight_of("data/datasets/real/train.jsonl", "track") == 1.5
+    assert config.weight_of("data/datasets/real/train.jsonl", "department") == 2.0
+    assert config.weight_of("data/datasets/real/train.jsonl") == 2.0
+    assert config.weight_of("data/corpus/written/train.jsonl", "track") == 1.0

@@ -18,6 +18,9 @@ labelled messages of training/weak.py, which exclude every human-labelled messag
 `heads.<field>.exclude_data` matches FILE (as `triage train` leaves it out: track and real/active.jsonl). `--set`
 overrides the config as `triage train --set` does.
 
+`--real DIR` cross-validates DIR/train.jsonl + DIR/dev.jsonl instead (an earlier snapshot of the real splits: with
+the rows added since as `--extra`, the same scored rows show what the new labels bring).
+
 `--oof DIR` saves each head's out-of-fold probabilities (with classes, gold labels and fold numbers) to DIR/<field>.npz.
 
 `--real-frac F` trains each fold on a seeded share F of its real training rows (the written and extra rows and the
@@ -59,12 +62,14 @@ def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
-        title_repeat: int | None = None, real_frac: float = 1.0, oof: Path | None = None) -> dict[str, Any]:
+        title_repeat: int | None = None, real_frac: float = 1.0, oof: Path | None = None,
+        real_dir: Path | None = None) -> dict[str, Any]:
     config = load_config(overrides=overrides)
     title_repeat = config.input.title_repeat if title_repeat is None else title_repeat
-    real_weight = next((w for p, w in config.data_weights.items() if "real" in p), 1.0)
+    real_weight = config.weight_of("data/datasets/real/train.jsonl")
     written_rows = load_jsonl(WRITTEN).rows
-    real_rows = [r for p in REAL for r in load_jsonl(p).rows]
+    real_paths = REAL if real_dir is None else [real_dir / f"{s}.jsonl" for s in ("train", "dev")]
+    real_rows = [r for p in real_paths for r in load_jsonl(p).rows]
     specs = [_extra_spec(s, config) for s in extra or []]
     extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
@@ -99,7 +104,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
                 tr = np.sort(rng.permutation(tr)[: round(real_frac * len(tr))])
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
-            weights = w_wt + [real_weight] * len(tr)
+            weights = w_wt + [config.weight_of("data/datasets/real/train.jsonl", fld)] * len(tr)
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
@@ -118,6 +123,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             "macro_f1_folds_std": round(float(np.std([m["macro_f1"] for m in per_fold])), 4),
             "accuracy_folds_std": round(float(np.std([m["accuracy"] for m in per_fold])), 4),
             "per_class": pooled.get("per_class"), "seconds": round(time.perf_counter() - t0, 1),
+            "real_weight": config.weight_of("data/datasets/real/train.jsonl", fld),
         }
         row["top3"] = topk_accuracy(r_y, proba, classes, 3)
         row["top3_folds_std"] = round(float(np.std([topk_accuracy([r_y[i] for i in te], proba[te], classes, 3)
@@ -141,6 +147,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override key.path=value")
     ap.add_argument("--real-frac", type=float, default=1.0,
                     help="learning curve: train on this seeded share of each fold's real training rows (scored rows unchanged)")
+    ap.add_argument("--real", type=Path, default=None,
+                    help="cross-validate DIR/train.jsonl + DIR/dev.jsonl instead of data/datasets/real (an earlier snapshot)")
     ap.add_argument("--oof", type=Path, default=None, help="write each head's out-of-fold probabilities to DIR/<field>.npz")
     ap.add_argument("--title-repeat", type=int, action="append", default=[],
                     help="title ×K before the text in every row's input; repeat to compare several K back to back")
@@ -149,9 +157,10 @@ def main() -> None:
     fields = args.field or ["track", "department", "request_type"]
     if len(args.title_repeat) <= 1:
         k = args.title_repeat[0] if args.title_repeat else None  # None: the config's [input] title_repeat
-        result = run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof)
+        result = run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real)
     else:
-        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k, args.real_frac) for k in args.title_repeat}
+        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real)
+                  for k in args.title_repeat}
     print_report(result, args.json)
 
 
