@@ -74,11 +74,6 @@ def replace_model_dir(tmp: Path, out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
-def file_weight(config: TrainConfig, path: Path, field: str | None = None) -> float:
-    """The sample weight of a --data file for head `field` (TrainConfig.weight_of), else 1."""
-    return config.weight_of(display_path(path), field)
-
-
 def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows labelled for `fld` and their labels, all known to the taxonomy when the field is a taxonomy kind.
 

@@ -44,21 +44,19 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
-from training.config import TrainConfig, load_config
+from training.config import load_config
 from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input
 from training.metrics import head_metrics, topk_accuracy
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
 REAL = [ROOT / "data" / "datasets" / "real" / f"{s}.jsonl" for s in ("train", "dev")]
+REAL_SHOWN = "data/datasets/real/train.jsonl"  # how `data_weights` patterns see the real rows (as `triage train` does)
 
 
-def _extra_spec(spec: str, config: TrainConfig) -> tuple[Path, float]:
-    """`FILE[:WEIGHT]` → (path, weight); without a weight the file's `data_weights` weight (else 1)."""
-    from training.train import file_weight
-
+def _extra_spec(spec: str) -> tuple[Path, float | None]:
+    """`FILE[:WEIGHT]` → (path, weight); without a weight None: each head then uses its `data_weights` weight."""
     path_s, _, weight_s = spec.partition(":")
-    path = Path(path_s)
-    return path, float(weight_s) if weight_s else file_weight(config, path)
+    return Path(path_s), float(weight_s) if weight_s else None
 
 
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
@@ -66,16 +64,17 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         real_dir: Path | None = None) -> dict[str, Any]:
     config = load_config(overrides=overrides)
     title_repeat = config.input.title_repeat if title_repeat is None else title_repeat
-    real_weight = config.weight_of("data/datasets/real/train.jsonl")
+    real_weight = config.weight_of(REAL_SHOWN)
     written_rows = load_jsonl(WRITTEN).rows
     real_paths = REAL if real_dir is None else [real_dir / f"{s}.jsonl" for s in ("train", "dev")]
     real_rows = [r for p in real_paths for r in load_jsonl(p).rows]
-    specs = [_extra_spec(s, config) for s in extra or []]
+    specs = [_extra_spec(s) for s in extra or []]
     extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
                            "real_weight": real_weight, "overrides": overrides or [], "title_repeat": title_repeat,
                            "real_frac": real_frac,
-                           "extra": [{"path": p, "rows": len(rows), "weight": w} for rows, w, p in extras], "heads": {}}
+                           "extra": [{"path": p, "rows": len(rows), "weight": w if w is not None else config.weight_of(p)}
+                                     for rows, w, p in extras], "heads": {}}
     for fld in fields:
         t0 = time.perf_counter()
         w_rows, w_y = labelled(written_rows, fld)
@@ -84,7 +83,8 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             if config.excludes(fld, shown):
                 continue
             e_rows, e_y = labelled(rows, fld)
-            w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [weight] * len(e_y)
+            e_weight = weight if weight is not None else config.weight_of(shown, fld)
+            w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [e_weight] * len(e_y)
         r_rows, r_y = labelled(real_rows, fld)
         w_x = [row_input(r, title_repeat) for r in w_rows]
         r_x = [row_input(r, title_repeat) for r in r_rows]
@@ -104,7 +104,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
                 tr = np.sort(rng.permutation(tr)[: round(real_frac * len(tr))])
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
-            weights = w_wt + [config.weight_of("data/datasets/real/train.jsonl", fld)] * len(tr)
+            weights = w_wt + [config.weight_of(REAL_SHOWN, fld)] * len(tr)
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
@@ -123,7 +123,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             "macro_f1_folds_std": round(float(np.std([m["macro_f1"] for m in per_fold])), 4),
             "accuracy_folds_std": round(float(np.std([m["accuracy"] for m in per_fold])), 4),
             "per_class": pooled.get("per_class"), "seconds": round(time.perf_counter() - t0, 1),
-            "real_weight": config.weight_of("data/datasets/real/train.jsonl", fld),
+            "real_weight": config.weight_of(REAL_SHOWN, fld),
         }
         row["top3"] = topk_accuracy(r_y, proba, classes, 3)
         row["top3_folds_std"] = round(float(np.std([topk_accuracy([r_y[i] for i in te], proba[te], classes, 3)
@@ -131,9 +131,10 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         out["heads"][fld] = row
         if oof is not None:  # the out-of-fold probabilities, for analyses after the run (decision rules, errors)
             oof.mkdir(parents=True, exist_ok=True)
-            np.savez(oof / f"{fld}.npz", proba=proba, classes=np.asarray(classes), gold=y,
-                     fold=np.concatenate([np.full(len(te), k) for k, (_, te) in enumerate(folds)])[np.argsort(
-                         np.concatenate([te for _, te in folds]))])
+            fold_of = np.empty(len(r_y), dtype=np.int64)
+            for k, (_, te) in enumerate(folds):
+                fold_of[te] = k
+            np.savez(oof / f"{fld}.npz", proba=proba, classes=np.asarray(classes), gold=y, fold=fold_of)
         logging.getLogger(__name__).info("%s: macro-F1 %.3f", fld, row["macro_f1"])
     return out
 
