@@ -1,6 +1,7 @@
 """Entity extraction: quality by source and speed, in one run.
 
     .venv/bin/python bench/entities.py [--split dev|test] [--repeat 3] [--out var/bench/entities-test.json]
+                                       [--words CANDIDATE.npz]
 
 Quality on the written corpus split (gold spans, data/corpus/written/SPLIT.jsonl):
   - jieba.posseg baseline (nr → person, ns → place, nt → org) — the obvious off-the-shelf tagger;
@@ -19,6 +20,8 @@ Speed on 500-character petitions (split texts concatenated and cut at 500 charac
   - the whole extraction (patterns, gazetteer, LAC, organisation names, place resolution), with the
     organisation tagger (served) and with the rules alone, and without LAC;
   - the fast word tagger alone and the whole extraction with it.
+`--words` adds a candidate fast word tagger (e.g. a fresh `training.words --out`): its quality as above, and its
+words alone and whole extraction timed in the same alternation, as ratios to the shipped fast word tagger.
 The runs alternate petition by petition and `--repeat` times, so machine load hits all of them alike;
 ratios between them are the stable figures on a shared machine, absolute milliseconds are not; the
 load average before and after the timed runs is part of the output.
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--split", default="dev")
     ap.add_argument("--repeat", type=int, default=3, help="passes over the 500-character petitions")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--words", type=Path, help="also a candidate fast word tagger (.npz), compared with the shipped one")
     args = ap.parse_args()
     path = ROOT / f"data/corpus/written/{args.split}.jsonl"
     records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
@@ -99,6 +103,12 @@ def main() -> None:
     results["patterns_gazetteer_lac_org_rules"] = entity_report(records, rules)[0]
     results["patterns_gazetteer_lac_org_tagger"] = report
     results["patterns_gazetteer_fast_words_org_tagger"] = entity_report(records, fast)[0]
+    cand_words = WordTagger.load(args.words) if args.words else None
+    cand = EntityExtractor(taxonomy.gazetteer, cand_words, departments=taxonomy.responsibilities.values()) if cand_words else None
+    if cand:
+        results["candidate_words"] = str(args.words)
+        results["extractor_candidate"] = cand.version
+        results["patterns_gazetteer_candidate_words_org_tagger"] = entity_report(records, cand)[0]
 
     texts = [Petition.model_validate(r).text for r in records]
     long_texts, buf = [], ""
@@ -109,6 +119,8 @@ def main() -> None:
             buf = ""
     old = _OldLac(lac)
     names = ("lac_before", "lac_now", "fast_words", "extract_now", "extract_fast", "extract_org_rules", "extract_no_lac")
+    if cand:
+        names += ("cand_words", "extract_cand")
     runs: dict[str, list[float]] = {k: [] for k in names}
     load_before = os.getloadavg()
     for _ in range(args.repeat):
@@ -120,6 +132,9 @@ def main() -> None:
             runs["extract_fast"].append(_ms(fast.extract, t))
             runs["extract_org_rules"].append(_ms(rules.extract, t))
             runs["extract_no_lac"].append(_ms(plain.extract, t))
+            if cand_words and cand:
+                runs["cand_words"].append(_ms(cand_words.words, t))
+                runs["extract_cand"].append(_ms(cand.extract, t))
     load_after = os.getloadavg()
     speed: dict[str, object] = {name: _summary(v, 500) for name, v in runs.items()}
     p50 = {name: statistics.median(v) for name, v in runs.items()}
@@ -131,6 +146,9 @@ def main() -> None:
     speed["lac_speedup_p50"] = round(p50["lac_before"] / p50["lac_now"], 2)
     speed["fast_words_vs_lac_p50"] = round(p50["fast_words"] / p50["lac_now"], 3)
     speed["extract_fast_vs_lac_p50"] = round(p50["extract_fast"] / p50["extract_now"], 3)
+    if cand:
+        speed["cand_words_vs_fast_words_p50"] = round(p50["cand_words"] / p50["fast_words"], 3)
+        speed["extract_cand_vs_fast_p50"] = round(p50["extract_cand"] / p50["extract_fast"], 3)
     speed["lac_share_of_extract_p50"] = round(p50["lac_now"] / p50["extract_now"], 3)
     # the extraction as it was before this change: old LAC + the rest of today's extraction
     speed["extract_speedup_p50_estimate"] = round(
