@@ -222,7 +222,7 @@ def build_written(taxonomy: Taxonomy, corpus_dir: Path = CORPUS_DIR, write: bool
 # --- part 2: real messages --------------------------------------------------------------------
 
 PUBLIC_DIR = DATA_DIR.parent.parent / "shared" / "data" / "public"
-_SOURCE_KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id"}
+SOURCE_KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id"}
 
 
 def load_real_labels(corpus_dir: Path = CORPUS_DIR) -> list[dict[str, Any]]:
@@ -237,7 +237,7 @@ def load_real_labels(corpus_dir: Path = CORPUS_DIR) -> list[dict[str, Any]]:
 def materialize_real(public_dir: Path = PUBLIC_DIR, corpus_dir: Path = CORPUS_DIR) -> list[dict[str, Any]]:
     """Join the committed labels with the public texts into petition records with gold fields."""
     texts: dict[tuple[str, str], dict[str, Any]] = {}
-    for source, key in _SOURCE_KEY.items():
+    for source, key in SOURCE_KEY.items():
         path = public_dir / f"{source}.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: the real corpus needs ../shared/data/public")

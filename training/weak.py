@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from training.corpus import _SOURCE_KEY, CORPUS_DIR, PUBLIC_DIR, load_real_labels, near_duplicate_pairs, read_jsonl
+from training.corpus import CORPUS_DIR, PUBLIC_DIR, SOURCE_KEY, load_real_labels, near_duplicate_pairs, read_jsonl
 from training.datasets import ROOT, print_report, write_jsonl
 
 REPLIES = "teddy2020_replies"
@@ -101,7 +101,7 @@ def _labelled_texts(public_dir: Path, labels: list[dict[str, Any]]) -> list[dict
         wanted.setdefault(lab["source"], set()).add(str(lab["key"]))
     out = []
     for source, keys in wanted.items():
-        key_field = _SOURCE_KEY[source]
+        key_field = SOURCE_KEY[source]
         for _, row in read_jsonl(public_dir / f"{source}.jsonl"):
             if str(row.get(key_field)) in keys:
                 out.append({"id": f"L:{source}:{row[key_field]}", "text": row["text"]})
@@ -212,7 +212,7 @@ def title_request_type(title: str | None) -> str | None:
 
 
 def _row_key(source: str, row: dict[str, Any]) -> str:
-    return str(row.get(_SOURCE_KEY.get(source, "id")) or row.get("rid") or row.get("id"))
+    return str(row.get(SOURCE_KEY.get(source, "id")) or row.get("rid") or row.get("id"))
 
 
 def build_request_types(public_dir: Path = PUBLIC_DIR, corpus_dir: Path = CORPUS_DIR,

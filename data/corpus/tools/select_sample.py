@@ -23,36 +23,32 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-PUBLIC = ROOT.parent / "shared" / "data" / "public"
-REAL = ROOT / "data" / "corpus" / "real"
-KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id"}
+from training.corpus import CORPUS_DIR, PUBLIC_DIR, SOURCE_KEY, load_real_labels, near_duplicate_pairs, read_jsonl
+
+REAL = CORPUS_DIR / "real"
 EXTRA = {"teddy2020_messages_labeled": ("label", "topic"), "teddy2020_replies": ("reply", "reply"),
          "fuzhou12345_rivers": ("label_type", "label_type")}
 
 
+def public_rows(source: str) -> list[dict]:
+    return [r for _, r in read_jsonl(PUBLIC_DIR / f"{source}.jsonl")]
+
+
 def taken() -> set[tuple[str, str]]:
-    out: set[tuple[str, str]] = set()
-    for path in [*REAL.glob("labels_*.jsonl"), *(REAL / "work").glob("selection_*.jsonl")]:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                out.add((r["source"], str(r["key"])))
-    return out
+    """Messages some labeller labelled or holds in a selection."""
+    selected = [r for path in (REAL / "work").glob("selection_*.jsonl") for _, r in read_jsonl(path)]
+    return {(r["source"], str(r["key"])) for r in [*load_real_labels(), *selected]}
 
 
 def recheck(who: str, labellers: list[str], n: int, seed: int, out_path: Path) -> None:
-    keys = sorted((r["source"], str(r["key"])) for name in labellers
-                  for line in (REAL / f"labels_{name}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
-                  for r in [json.loads(line)])
+    keys = sorted((r["source"], str(r["key"])) for name in labellers for _, r in read_jsonl(REAL / f"labels_{name}.jsonl"))
     rng = random.Random(f"recheck:{seed}:{who}")
     chosen = set(rng.sample(keys, min(n, len(keys))))
     picked = []
-    for source, key in KEY.items():
+    for source, key in SOURCE_KEY.items():
         field, name = EXTRA[source]
-        for line in (PUBLIC / f"{source}.jsonl").read_text(encoding="utf-8").splitlines():
-            r = json.loads(line) if line.strip() else None
-            if r and (source, str(r[key])) in chosen:
+        for r in public_rows(source):
+            if (source, str(r[key])) in chosen:
                 picked.append({"source": source, "key": str(r[key]), "title": r.get("title"), "text": r["text"],
                                name: r.get(field)})
     rng.shuffle(picked)
@@ -78,17 +74,14 @@ def main() -> None:
     if args.recheck:
         recheck(args.who, args.recheck.split(","), args.n, args.seed, out_path)
         return
-    from training.corpus import near_duplicate_pairs
-
     used = taken()
     rng = random.Random(f"select:{args.seed}:{args.who}")
-    data = {source: [json.loads(x) for x in (PUBLIC / f"{source}.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-            for source in KEY}
-    records = [{"id": f"{source}:{r[KEY[source]]}", "text": r["text"]} for source, rows in data.items() for r in rows]
+    data = {source: public_rows(source) for source in SOURCE_KEY}
+    records = [{"id": f"{source}:{r[SOURCE_KEY[source]]}", "text": r["text"]} for source, rows in data.items() for r in rows]
     labelled = {f"{s}:{k}" for s, k in used}
     near = {b if a in labelled else a for a, b, _ in near_duplicate_pairs(records) if (a in labelled) != (b in labelled)}
     picked: list[dict] = []
-    for source, key in KEY.items():
+    for source, key in SOURCE_KEY.items():
         rows = [r for r in data[source] if (source, str(r[key])) not in used and len(r.get("text") or "") >= 20
                 and f"{source}:{r[key]}" not in near]
         rng.shuffle(rows)
