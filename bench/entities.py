@@ -8,9 +8,9 @@ Quality on the written corpus split (gold spans, data/corpus/written/SPLIT.jsonl
   - patterns + gazetteer + department names (no statistical NER);
   - patterns + gazetteer + department names + LAC, organisations by the rules alone (entities-2);
   - patterns + gazetteer + department names + LAC + the learned organisation tagger (triage/orgs.py,
-    models/entities/org_tagger.npz): the accurate option (`TRIAGE_NER=lac`);
+    models/entities/org_tagger.npz): the served default (`TRIAGE_NER_ENGINE=lac`);
   - the same with the fast word tagger distilled from LAC (triage/words.py, models/entities/word_tagger.npz)
-    in place of LAC, and its own organisation tagger (org_tagger_words.npz): the default (`TRIAGE_NER=fast`).
+    in place of LAC, and its own organisation tagger (org_tagger_words.npz): the faster option (`TRIAGE_NER_ENGINE=fast`).
 Per type F1 exact / overlap and district accuracy.
 
 Speed on 500-character petitions (split texts concatenated and cut at 500 characters), one thread:
