@@ -113,6 +113,35 @@ def make_classifier(m: MemberConfig, class_weight: str | None, seed: int) -> Any
                          tol=1e-4, random_state=seed)
 
 
+def augment_domains(X: sp.csr_matrix, target: npt.NDArray[np.bool_]) -> sp.csr_matrix:
+    """Feature augmentation for domain adaptation (Daumé III 2007, "Frustratingly easy domain adaptation").
+
+    Row x of the source domain becomes [x, x, 0], of the target domain [x, 0, x]: a linear model learns a shared
+    weight per feature and a per-domain correction, so the few target rows can move the weights where the domains
+    differ without being outvoted by the many source rows, and the source rows still teach what the domains share.
+    """
+    src = sp.diags((~target).astype(X.dtype)) @ X
+    tgt = sp.diags(target.astype(X.dtype)) @ X
+    return sp.hstack([X, src, tgt], format="csr")
+
+
+class TargetView:
+    """A linear classifier fitted on `augment_domains` features, seen as a model of the target domain: the
+    shared + target weights over the original features (source corrections dropped)."""
+
+    def __init__(self, clf: Any, n_features: int) -> None:
+        coef = np.asarray(clf.coef_, dtype=np.float64)
+        if coef.shape[1] != 3 * n_features:
+            raise ValueError(f"expected {3 * n_features} augmented features, the classifier has {coef.shape[1]}")
+        self.coef_ = coef[:, :n_features] + coef[:, 2 * n_features:]
+        self.intercept_ = np.atleast_1d(np.asarray(clf.intercept_, dtype=np.float64))
+        self.classes_ = clf.classes_
+
+    def decision_function(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
+        raw = np.asarray(X @ self.coef_.T) + self.intercept_
+        return raw[:, 0] if raw.shape[1] == 1 else raw
+
+
 def _scores_full(clf: Any, X: sp.csr_matrix, classes: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """Decision scores as an [N, K] matrix over all `classes` (K ≥ 2), missing classes very low."""
     raw = np.asarray(clf.decision_function(X), dtype=np.float64)
@@ -191,17 +220,31 @@ class LinearTextHead:
         clfs, total = [], None
         sw = None if self.sample_weight_ is None else self.sample_weight_[train]
         for m, X in zip(self.members, mats, strict=True):
-            clf = make_classifier(m, self._class_weight(), self.config.seed).fit(X[train], y[train], sample_weight=sw)
+            if self.target_ is None:
+                clf = make_classifier(m, self._class_weight(), self.config.seed).fit(X[train], y[train], sample_weight=sw)
+            else:
+                X_aug = augment_domains(X[train], self.target_[train])
+                fitted = make_classifier(m, self._class_weight(), self.config.seed).fit(X_aug, y[train], sample_weight=sw)
+                clf = TargetView(fitted, X.shape[1])
             clfs.append(clf)
             if evals is not None:
                 s = m.weight * _scores_full(clf, X[evals], self.classes_)
                 total = s if total is None else total + s
         return clfs, total
 
-    def fit(self, texts: list[str], labels: list[str], sample_weight: list[float] | None = None) -> LinearTextHead:
-        """`sample_weight`: per-row weight (e.g. a data file's weight from `data_weights`), default 1."""
+    def fit(self, texts: list[str], labels: list[str], sample_weight: list[float] | None = None,
+            target: list[bool] | None = None) -> LinearTextHead:
+        """`sample_weight`: per-row weight (e.g. a data file's weight from `data_weights`), default 1.
+
+        `target`: per-row domain for feature augmentation (`augment_domains`; True: the served kind of text). The
+        fitted head is then an ordinary linear model with the shared + target weights (`TargetView`): what it
+        predicts, calibrates on and exports is the target-domain model. None: no adaptation.
+        """
         t0 = time.perf_counter()
         self.sample_weight_ = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.target_ = None if target is None else np.asarray(target, dtype=bool)
+        if self.target_ is not None and len(self.target_) != len(texts):
+            raise ValueError(f"target has {len(self.target_)} entries for {len(texts)} texts")
         y = np.asarray(labels, dtype=object)
         self.classes_ = np.array(sorted(set(labels)), dtype=object)
         if len(self.classes_) < 2:

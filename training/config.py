@@ -66,6 +66,11 @@ class HeadOverride(_Strict):
     data_weights: dict[str, float] = Field(
         default_factory=dict, description="This head's sample weights of matching --data files, looked up before the "
                                           "top-level `data_weights` (same patterns)")
+    target_data: list[str] = Field(
+        default_factory=list, description="Domain adaptation (Daumé's feature augmentation): the rows of matching --data "
+                                          "files are the target domain (texts like the served ones), the others the "
+                                          "source; every feature gets a shared, a source and a target copy, and the "
+                                          "exported model keeps shared + target weights. Empty: no adaptation")
 
 
 class TrainConfig(_Strict):
@@ -98,6 +103,14 @@ class TrainConfig(_Strict):
         """Whether head `field` leaves out the rows of the --data file `shown_path` (relative to the repository)."""
         override = self.heads.get(field)
         return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.exclude_data)
+
+    def is_target(self, field: str, shown_path: str) -> bool | None:
+        """Domain of the --data file `shown_path` for head `field`: True target, False source, None when the head
+        does not adapt (no `target_data`)."""
+        override = self.heads.get(field)
+        if not override or not override.target_data:
+            return None
+        return any(fnmatch(shown_path, pattern) for pattern in override.target_data)
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

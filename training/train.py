@@ -223,18 +223,24 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
     try:
         inputs: dict[str, tuple[list[str], list[str]]] = {}
         weights: dict[str, list[float]] = {}
+        targets: dict[str, list[bool] | None] = {}
         for fld in req.fields:
             pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
             rows, labels = checked_labels(pool, fld, taxonomy)
             inputs[fld] = (_inputs(rows, title_repeat), labels)
             weights[fld] = [config.weight_of(row_file[id(r)], fld) for r in rows]
+            domains = [config.is_target(fld, row_file[id(r)]) for r in rows]
+            targets[fld] = None if any(d is None for d in domains) else [bool(d) for d in domains]
+            if targets[fld] is not None and not any(targets[fld]):
+                raise ValueError(f"head {fld}: no --data file matches heads.{fld}.target_data")
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
                   else {f: {} for f in req.fields})
         for fld in req.fields:
             texts, labels = inputs[fld]
             logger.info("head %s: %d training rows, %d classes", fld, len(texts), len(set(labels)))
             sample_weight = weights[fld] if any(w != 1.0 for w in weights[fld]) else None
-            head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(texts, labels, sample_weight)
+            head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(texts, labels, sample_weight,
+                                                                                    targets[fld])
             drows, dgold = labelled(dev_rows, fld)
             dtexts = _inputs(drows, title_repeat)
             report: dict[str, Any] = {"train_rows": len(texts), "features": head.n_features_}

@@ -255,3 +255,56 @@ def test_head_data_weights_override_the_top_level_ones() -> None:
     assert config.weight_of("data/datasets/real/train.jsonl", "department") == 2.0
     assert config.weight_of("data/datasets/real/train.jsonl") == 2.0
     assert config.weight_of("data/corpus/written/train.jsonl", "track") == 1.0
+
+
+def test_augment_domains_target_view_is_the_target_rows_model() -> None:
+    """Feature augmentation: a source row is [x, x, 0], a target row [x, 0, x]; the TargetView of a classifier
+    fitted on them scores any x as the classifier scores [x, 0, x] (shared + target weights)."""
+    import scipy.sparse as sp
+    from sklearn.svm import LinearSVC
+
+    from training.baseline import TargetView, augment_domains
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.random((40, 6)) * (rng.random((40, 6)) < 0.5))
+    target = np.arange(40) % 3 == 0
+    y = np.where(X[:, 0].toarray().ravel() > 0.2, "a", np.where(target, "b", "c"))
+    aug = augment_domains(X, target)
+    assert aug.shape == (40, 18)
+    assert np.allclose(aug[:, :6].toarray(), X.toarray())
+    assert np.allclose(aug[~target, 6:12].toarray(), X[~target].toarray()) and aug[target, 6:12].nnz == 0
+    assert np.allclose(aug[target, 12:].toarray(), X[target].toarray()) and aug[~target, 12:].nnz == 0
+    clf = LinearSVC(C=1.0, random_state=0, max_iter=5000).fit(aug, y)
+    view = TargetView(clf, 6)
+    as_target = augment_domains(X, np.ones(40, dtype=bool))
+    assert np.allclose(view.decision_function(X), clf.decision_function(as_target))
+    with pytest.raises(ValueError, match="augmented features"):
+        TargetView(clf, 5)
+
+
+def test_target_data_head_follows_the_target_rows_and_exports_exactly(tmp_path: Path) -> None:
+    """`heads.<field>.target_data`: where the target file's rows contradict the others (same texts, other label,
+    equal numbers, weight 1), the adapted head follows the target rows; the other heads and the graph are plain."""
+    from serving.sessions import OnnxClassifier
+    from training.train import TrainRequest, train
+    from triage.taxonomy import load_taxonomy
+
+    files = tiny_dataset(tmp_path / "d")
+    flipped = [{**r, "id": r["id"] + "-f", "track": "litigation"} for r in make_rows(20, 1, "tr") if r["track"] == "admin_duty"]
+    extra = write_jsonl(tmp_path / "extra.jsonl", flipped)
+
+    def fit(out: str, overrides: list[str]):  # type: ignore[no-untyped-def]
+        return train(TrainRequest(data=[files["train"], extra], fields=["track", "department"], out_dir=tmp_path / out,
+                                  dev=[files["dev"]], config_path=files["config"], overrides=overrides))
+
+    m = fit("adapted", ['heads.track.target_data=["*extra.jsonl"]'])
+    assert all(h.parity_max_abs_diff < 1e-4 for h in m.heads.values())
+    texts = [r["text"] for r in flipped[:8]]
+    proba = OnnxClassifier(tmp_path / "adapted", load_taxonomy()).predict_proba(texts)
+    assert {m.heads["track"].labels[i] for i in proba["track"].argmax(axis=1)} == {"litigation"}
+    plain = fit("plain", [])  # the same data without adaptation: the original rows win the tie
+    proba = OnnxClassifier(tmp_path / "plain", load_taxonomy()).predict_proba(texts)
+    assert {plain.heads["track"].labels[i] for i in proba["track"].argmax(axis=1)} == {"admin_duty"}
+    # a head's target_data must match some --data file (a typo would silently train the plain head otherwise)
+    with pytest.raises(ValueError, match="target_data"):
+        fit("typo", ['heads.track.target_data=["*no-such-file.jsonl"]'])
