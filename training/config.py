@@ -104,13 +104,15 @@ class TrainConfig(_Strict):
         override = self.heads.get(field)
         return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.exclude_data)
 
-    def is_target(self, field: str, shown_path: str) -> bool | None:
-        """Domain of the --data file `shown_path` for head `field`: True target, False source, None when the head
-        does not adapt (no `target_data`)."""
+    def adapts(self, field: str) -> bool:
+        """Whether head `field` trains with domain adaptation (it has `target_data` patterns)."""
         override = self.heads.get(field)
-        if not override or not override.target_data:
-            return None
-        return any(fnmatch(shown_path, pattern) for pattern in override.target_data)
+        return bool(override and override.target_data)
+
+    def is_target(self, field: str, shown_path: str) -> bool:
+        """Whether the --data file `shown_path` is in head `field`'s target domain (matches its `target_data`)."""
+        override = self.heads.get(field)
+        return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.target_data)
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

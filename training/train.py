@@ -229,8 +229,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             rows, labels = checked_labels(pool, fld, taxonomy)
             inputs[fld] = (_inputs(rows, title_repeat), labels)
             weights[fld] = [config.weight_of(row_file[id(r)], fld) for r in rows]
-            domains = [config.is_target(fld, row_file[id(r)]) for r in rows]
-            targets[fld] = None if any(d is None for d in domains) else [bool(d) for d in domains]
+            targets[fld] = [config.is_target(fld, row_file[id(r)]) for r in rows] if config.adapts(fld) else None
             if targets[fld] is not None and not any(targets[fld]):
                 raise ValueError(f"head {fld}: no --data file matches heads.{fld}.target_data")
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary

@@ -82,15 +82,14 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         t0 = time.perf_counter()
         w_rows, w_y = labelled(written_rows, fld)
         w_wt = [1.0] * len(w_y)  # written rows, then the extra rows at their weight: always in training
-        adapt = config.is_target(fld, REAL_SHOWN) is not None  # the head's `target_data` (domain adaptation)
-        w_tg = [bool(config.is_target(fld, display_path(WRITTEN)))] * len(w_y)
+        w_tg = [config.is_target(fld, display_path(WRITTEN))] * len(w_y)  # domains, used when the head adapts
         for rows, weight, shown in extras:
             if config.excludes(fld, shown):
                 continue
             e_rows, e_y = labelled(rows, fld)
             e_weight = weight if weight is not None else config.weight_of(shown, fld)
             w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [e_weight] * len(e_y)
-            w_tg += [bool(config.is_target(fld, shown))] * len(e_y)
+            w_tg += [config.is_target(fld, shown)] * len(e_y)
         r_rows, r_y = labelled(real_rows, fld)
         w_x = [row_input(r, title_repeat) for r in w_rows]
         r_x = [row_input(r, title_repeat) for r in r_rows]
@@ -111,7 +110,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
             weights = w_wt + [config.weight_of(REAL_SHOWN, fld)] * len(tr)
-            target = w_tg + [bool(config.is_target(fld, REAL_SHOWN))] * len(tr) if adapt else None
+            target = w_tg + [config.is_target(fld, REAL_SHOWN)] * len(tr) if config.adapts(fld) else None
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
