@@ -222,7 +222,17 @@ def build_written(taxonomy: Taxonomy, corpus_dir: Path = CORPUS_DIR, write: bool
 # --- part 2: real messages --------------------------------------------------------------------
 
 PUBLIC_DIR = DATA_DIR.parent.parent / "shared" / "data" / "public"
-SOURCE_KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id"}
+SOURCE_KEY = {"teddy2020_messages_labeled": "rid", "teddy2020_replies": "id", "fuzhou12345_rivers": "id",
+              "teddy2020_unlabeled": "id"}
+# Record id = prefix + "-" + key. The board's unlabelled messages have numeric ids like the replies (11 collide), so
+# they get a prefix of their own.
+ID_PREFIX = {"teddy2020_messages_labeled": "teddy2020", "teddy2020_replies": "teddy2020", "fuzhou12345_rivers": "fuzhou12345",
+             "teddy2020_unlabeled": "teddy2020u"}
+
+
+def record_id(source: str, key: str) -> str:
+    """The corpus record id of public message `key` of `source`."""
+    return f"{ID_PREFIX[source]}-{key}"
 
 
 def load_real_labels(corpus_dir: Path = CORPUS_DIR) -> list[dict[str, Any]]:
@@ -250,7 +260,7 @@ def materialize_real(public_dir: Path = PUBLIC_DIR, corpus_dir: Path = CORPUS_DI
             raise KeyError(f"{lab['labeller_file']}: {lab['source']}:{lab['key']} not found in the public data")
         flags = sorted(set(lab.get("flags") or []) | {"place_unknown"})
         out.append({
-            "id": f"{lab['source'].split('_')[0]}-{lab['key']}",
+            "id": record_id(lab["source"], str(lab["key"])),
             "title": src.get("title"),
             "text": src["text"],
             "channel": "phone" if lab["source"] == "fuzhou12345_rivers" and src.get("channel") == "电话" else "online",

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from training.corpus import (
+    SOURCE_KEY,
     PersonaBook,
     build_written,
     connected_groups,
@@ -16,6 +17,7 @@ from training.corpus import (
     fake_id_number,
     read_jsonl,
     real_splits,
+    record_id,
     split_of,
     validate_written_record,
 )
@@ -142,3 +144,13 @@ def test_actively_selected_real_messages_are_training_only_and_leave_the_splits_
     assert after["fuzhou12345-a3"] == "active"            # near-duplicate of a training message: kept
     assert not {"fuzhou12345-a1", "fuzhou12345-a2", "fuzhou12345-a3"} & {
         r["id"] for s in ("train", "dev", "test") for r in splits.get(s, [])}
+
+
+def test_real_record_ids_keep_their_form_and_never_collide_across_sources() -> None:
+    """Committed labels refer to messages by source + key; the record id derived from them must not change for the
+    earlier sources, and the unlabelled board messages (numeric ids, like the replies) get a prefix of their own."""
+    assert record_id("teddy2020_messages_labeled", "fj2r-00237") == "teddy2020-fj2r-00237"
+    assert record_id("teddy2020_replies", "124055") == "teddy2020-124055"
+    assert record_id("fuzhou12345_rivers", "1007") == "fuzhou12345-1007"
+    assert len({record_id(source, "23") for source in SOURCE_KEY}) == len(SOURCE_KEY) - 1  # rid keys are never numeric
+    assert record_id("teddy2020_unlabeled", "23") != record_id("teddy2020_replies", "23")

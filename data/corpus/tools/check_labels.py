@@ -15,7 +15,7 @@ TRACKS = {t["code"] for t in LABELS["tracks"]}
 DEPTS = {d["code"] for d in LABELS["departments"]}
 RTYPES = {r["code"] for r in LABELS["request_types"]}
 FLAGS = {"group", "risk", "repeat", "confidential", "pii_sensitive"}
-SOURCES = {"teddy2020_messages_labeled", "teddy2020_replies", "fuzhou12345_rivers", "written"}
+SOURCES = {"teddy2020_messages_labeled", "teddy2020_replies", "fuzhou12345_rivers", "teddy2020_unlabeled", "written"}
 
 
 def main(path: Path) -> int:

@@ -1,6 +1,7 @@
 """Draw a further random selection of real public messages for a labeller (sampled, not actively searched).
 
     python data/corpus/tools/select_sample.py --who L3 --board-per-topic 24 --replies 52 --fuzhou 30 [--seed 3]
+    python data/corpus/tools/select_sample.py --who L14 --unlabeled 160 --replies 58 --fuzhou 32
     python data/corpus/tools/select_sample.py --who R6 --recheck L3,L4,L5,L6,L7,L8 --n 120
 
 The second form draws a seeded sample of N messages already labelled by the named labellers for a blind second
@@ -10,7 +11,8 @@ Writes data/corpus/real/work/selection_<who>.jsonl (not committed: the texts are
 fields real/LABELLING.md describes (n, source, key, title, text, and topic / reply / label_type by source).
 Draws, with a seeded shuffle, from the messages no labeller has labelled (real/labels_*.jsonl) and no other
 selection file holds: board messages stratified by the board's topic (the same number per topic, as L1/L2 were
-drawn), replies and Fuzhou tickets uniformly — the proportions of the first 2,100 labelled messages.
+drawn), replies and Fuzhou tickets uniformly — the proportions of the first 2,100 labelled messages. Once the topic
+pool ran low (session 8), `--unlabeled N` draws uniformly from the same board's messages that carry no topic.
 Messages under 20 characters are skipped (no petition to read), and so is a near-duplicate of a labelled message
 (training.corpus.near_duplicate_pairs): it would join that message's group and could move the group's split.
 """
@@ -27,7 +29,7 @@ from training.corpus import CORPUS_DIR, PUBLIC_DIR, SOURCE_KEY, load_real_labels
 
 REAL = CORPUS_DIR / "real"
 EXTRA = {"teddy2020_messages_labeled": ("label", "topic"), "teddy2020_replies": ("reply", "reply"),
-         "fuzhou12345_rivers": ("label_type", "label_type")}
+         "fuzhou12345_rivers": ("label_type", "label_type"), "teddy2020_unlabeled": ("label", "topic")}
 
 
 def public_rows(source: str) -> list[dict]:
@@ -64,6 +66,8 @@ def main() -> None:
     ap.add_argument("--board-per-topic", type=int, default=0)
     ap.add_argument("--replies", type=int, default=0)
     ap.add_argument("--fuzhou", type=int, default=0)
+    ap.add_argument("--unlabeled", type=int, default=0,
+                    help="messages of the same board without a board topic (teddy2020_unlabeled; all have a title)")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--recheck", default="", help="comma-separated labellers whose messages a second reader samples")
     ap.add_argument("--n", type=int, default=100, help="with --recheck: sample size")
@@ -92,7 +96,8 @@ def main() -> None:
                 by_topic[r["label"]].append(r)
             chosen = [r for t in sorted(by_topic) for r in by_topic[t][: args.board_per_topic]]
         else:
-            chosen = rows[: args.replies if source == "teddy2020_replies" else args.fuzhou]
+            chosen = rows[: {"teddy2020_replies": args.replies, "fuzhou12345_rivers": args.fuzhou,
+                             "teddy2020_unlabeled": args.unlabeled}[source]]
         picked += [{"source": source, "key": str(r[key]), "title": r.get("title"), "text": r["text"], name: r.get(field)}
                    for r in chosen]
     rng.shuffle(picked)
