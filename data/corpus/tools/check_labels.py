@@ -9,13 +9,15 @@ from pathlib import Path
 
 import yaml
 
+from training.corpus import SOURCE_KEY
+
 ROOT = Path(__file__).resolve().parents[3]
 LABELS = yaml.safe_load((ROOT / "data/taxonomy/labels.yaml").read_text(encoding="utf-8"))
 TRACKS = {t["code"] for t in LABELS["tracks"]}
 DEPTS = {d["code"] for d in LABELS["departments"]}
 RTYPES = {r["code"] for r in LABELS["request_types"]}
 FLAGS = {"group", "risk", "repeat", "confidential", "pii_sensitive"}
-SOURCES = {"teddy2020_messages_labeled", "teddy2020_replies", "fuzhou12345_rivers", "teddy2020_unlabeled", "written"}
+SOURCES = {*SOURCE_KEY, "written"}  # the real corpus sources (training.corpus), and written records
 
 
 def main(path: Path) -> int:
