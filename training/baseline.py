@@ -169,9 +169,14 @@ def expected_calibration_error(proba: npt.NDArray[Any], y_idx: npt.NDArray[Any],
     return float(ece)
 
 
-def fit_calibration(scores: npt.NDArray[Any], y_idx: npt.NDArray[Any], cfg: CalibrationConfig) -> tuple[float, npt.NDArray[Any]]:
-    """Temperature T and class biases b minimising the NLL of softmax(scores / T + b)."""
+def fit_calibration(scores: npt.NDArray[Any], y_idx: npt.NDArray[Any], cfg: CalibrationConfig,
+                    row_weight: npt.NDArray[Any] | None = None) -> tuple[float, npt.NDArray[Any]]:
+    """Temperature T and class biases b minimising the (row-weighted mean) NLL of softmax(scores / T + b)."""
     k = scores.shape[1]
+    w = np.ones(len(y_idx)) if row_weight is None else np.asarray(row_weight, dtype=np.float64)
+    if w.shape != (len(y_idx),) or not np.all(w >= 0) or w.sum() <= 0:
+        raise ValueError(f"calibration row weights: expected {len(y_idx)} non-negative weights with a positive sum")
+    w = w / w.sum()
     if cfg.method == "none":
         return 1.0, np.zeros(k)
     use_bias = cfg.method == "temperature_bias"
@@ -180,7 +185,7 @@ def fit_calibration(scores: npt.NDArray[Any], y_idx: npt.NDArray[Any], cfg: Cali
         t = np.exp(params[0])
         b = params[1:] if use_bias else 0.0
         lp = log_softmax(scores / t + b, axis=1)
-        loss = -lp[np.arange(len(y_idx)), y_idx].mean()
+        loss = -float(w @ lp[np.arange(len(y_idx)), y_idx])
         if use_bias:
             loss += cfg.bias_l2 * float(np.sum(params[1:] ** 2))
         return float(loss)
@@ -233,8 +238,10 @@ class LinearTextHead:
         return clfs, total
 
     def fit(self, texts: list[str], labels: list[str], sample_weight: list[float] | None = None,
-            target: list[bool] | None = None) -> LinearTextHead:
+            target: list[bool] | None = None, calibration_weight: list[float] | None = None) -> LinearTextHead:
         """`sample_weight`: per-row weight (e.g. a data file's weight from `data_weights`), default 1.
+
+        `calibration_weight`: per-row weight in the calibration fit (`CalibrationConfig.domain_weights`), default 1.
 
         `target`: per-row domain for feature augmentation (`augment_domains`; True: the served kind of text). The
         fitted head is then an ordinary linear model with the shared + target weights (`TargetView`): what it
@@ -279,7 +286,8 @@ class LinearTextHead:
             for tr, te in splits:
                 _, s = self._fit_scores(mats, y, tr, te)
                 self.oof_scores_[te] = s
-            self.temperature_, self.bias_ = fit_calibration(self.oof_scores_, y_idx, cal)
+            self.temperature_, self.bias_ = fit_calibration(
+                self.oof_scores_, y_idx, cal, None if calibration_weight is None else np.asarray(calibration_weight))
         else:
             self.temperature_, self.bias_ = 1.0, np.zeros(len(self.classes_))
         self.members_ = []

@@ -47,6 +47,22 @@ class CalibrationConfig(_Strict):
     folds: int = Field(5, ge=2, le=20, description="Folds for the out-of-fold scores")
     bias_l2: float = Field(0.01, ge=0, description="L2 penalty on the class biases")
     ece_bins: int = Field(15, ge=2, description="Equal-width confidence bins for the expected calibration error")
+    domains: list[str] = Field(
+        default_factory=list, description="fnmatch patterns of --data files (as in `data_weights`), each one domain; "
+                                          "the rows no pattern matches are one more. With any, every domain carries the "
+                                          "same total weight in the calibration fit, so the class prior the calibrated "
+                                          "probabilities imply does not move when one domain's data grows. Empty: "
+                                          "every row counts once")
+
+    def domain_weights(self, shown_paths: list[str]) -> list[float] | None:
+        """Per-row calibration weights (mean 1) for rows from the --data files `shown_paths`; None without `domains`."""
+        if not self.domains:
+            return None
+        domain = [next((i for i, pat in enumerate(self.domains) if fnmatch(p, pat)), -1) for p in shown_paths]
+        counts = {d: domain.count(d) for d in set(domain)}
+        raw = [1.0 / counts[d] for d in domain]
+        scale = len(raw) / sum(raw)
+        return [w * scale for w in raw]
 
 
 class InputConfig(_Strict):

@@ -224,12 +224,14 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
         inputs: dict[str, tuple[list[str], list[str]]] = {}
         weights: dict[str, list[float]] = {}
         targets: dict[str, list[bool] | None] = {}
+        cal_weights: dict[str, list[float] | None] = {}
         for fld in req.fields:
             pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
             rows, labels = checked_labels(pool, fld, taxonomy)
             inputs[fld] = (_inputs(rows, title_repeat), labels)
             weights[fld] = [config.weight_of(row_file[id(r)], fld) for r in rows]
             targets[fld] = [config.is_target(fld, row_file[id(r)]) for r in rows] if config.adapts(fld) else None
+            cal_weights[fld] = config.calibration.domain_weights([row_file[id(r)] for r in rows])
             if targets[fld] is not None and not any(targets[fld]):
                 raise ValueError(f"head {fld}: no --data file matches heads.{fld}.target_data")
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
@@ -238,8 +240,8 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             texts, labels = inputs[fld]
             logger.info("head %s: %d training rows, %d classes", fld, len(texts), len(set(labels)))
             sample_weight = weights[fld] if any(w != 1.0 for w in weights[fld]) else None
-            head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(texts, labels, sample_weight,
-                                                                                    targets[fld])
+            head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(
+                texts, labels, sample_weight, targets[fld], cal_weights[fld])
             drows, dgold = labelled(dev_rows, fld)
             dtexts = _inputs(drows, title_repeat)
             report: dict[str, Any] = {"train_rows": len(texts), "features": head.n_features_}

@@ -37,9 +37,10 @@ def public_rows(source: str) -> list[dict]:
 
 
 def taken() -> set[tuple[str, str]]:
-    """Messages some labeller labelled or holds in a selection."""
+    """Messages some labeller labelled (pending/ included) or holds in a selection."""
     selected = [r for path in (REAL / "work").glob("selection_*.jsonl") for _, r in read_jsonl(path)]
-    return {(r["source"], str(r["key"])) for r in [*load_real_labels(), *selected]}
+    pending = [r for path in (REAL / "pending").glob("labels_L*.jsonl") for _, r in read_jsonl(path)]
+    return {(r["source"], str(r["key"])) for r in [*load_real_labels(), *selected, *pending]}
 
 
 def recheck(who: str, labellers: list[str], n: int, seed: int, out_path: Path) -> None:
