@@ -37,7 +37,8 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 
 # Reproduce the committed default model (models/default) from the data present now:
-# heads track/department/request_type on the corpus train splits (written + real), head `label`
+# heads track/department/request_type on the corpus train splits (written + real; department also on the
+# responsibility list, one row per department: `triage data duty`), head `label`
 # (public 7-class topic) on 80% of teddy2020_messages_labeled (fixed seeded split; 20% kept for test).
 # Materialised public-data splits go to data/datasets/ (gitignored: the public texts are not republished).
 PUBLIC ?= ../shared/data/public
@@ -45,8 +46,10 @@ PUBLIC ?= ../shared/data/public
 train-default: $(VENV)/.dev
 	$(BIN)/triage prepare-corpus --out data/datasets/real
 	$(BIN)/triage split --data $(PUBLIC)/teddy2020_messages_labeled.jsonl --out data/datasets/teddy --stratify label
+	$(BIN)/triage data duty --out data/datasets/duty/departments.jsonl
 	$(BIN)/triage train --name default --out models/default \
 	  --data data/corpus/written/train.jsonl --data data/datasets/real/train.jsonl --data data/datasets/real/active.jsonl \
+	  --data data/datasets/duty/departments.jsonl \
 	  --data data/datasets/teddy/train.jsonl --data data/datasets/teddy/dev.jsonl \
 	  --dev data/corpus/written/dev.jsonl --dev data/datasets/real/dev.jsonl \
 	  -f track -f department -f request_type -f label

@@ -58,6 +58,21 @@ def data_build() -> None:
     typer.echo(f"{report.records} records: " + ", ".join(f"{k} {v}" for k, v in report.per_split.items()))
 
 
+@data_app.command("duty")
+def data_duty(
+    out: Path = typer.Option(Path("data/datasets/duty/departments.jsonl"), "--out", "-o",
+                             help="JSONL to write (gitignored; `make train-default` trains the department head on it)"),
+) -> None:
+    """Write the responsibility list (职责清单) as one department-labelled training row per department."""
+    from training.corpus import duty_rows
+    from training.datasets import write_jsonl
+    from triage.taxonomy import load_taxonomy
+
+    rows = duty_rows(load_taxonomy())
+    write_jsonl(out, rows)
+    typer.echo(f"{len(rows)} departments → {out}")
+
+
 @data_app.command("check")
 def data_check(
     require_targets: bool = typer.Option(False, "--require-targets", help="Fail when a corpus quota is not met"),

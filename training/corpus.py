@@ -230,6 +230,19 @@ ID_PREFIX = {"teddy2020_messages_labeled": "teddy2020", "teddy2020_replies": "te
              "teddy2020_unlabeled": "teddy2020u"}
 
 
+def duty_rows(taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    """The responsibility list (data/responsibility/departments.yaml) as department-labelled rows, one per department:
+    official and short name, duties and typical matters in one text. Training data for the department head only (no
+    track or request type): it ties each department to the words of its duty list, which a rare department's few
+    labelled petitions may not contain (base.toml `data_weights`)."""
+    rows = []
+    for dept in taxonomy.responsibilities.values():
+        matters = "、".join(dept.typical_matters)
+        text = f"{dept.official_name}（{dept.short_name}）：{dept.duties}" + (f"常见事项：{matters}。" if matters else "")
+        rows.append({"id": f"duty-{dept.code}", "text": text, "department": dept.code})
+    return rows
+
+
 def record_id(source: str, key: str) -> str:
     """The corpus record id of public message `key` of `source`."""
     return f"{ID_PREFIX[source]}-{key}"

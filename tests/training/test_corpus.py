@@ -12,6 +12,7 @@ from training.corpus import (
     PersonaBook,
     build_written,
     connected_groups,
+    duty_rows,
     entity_spans,
     fake_card,
     fake_id_number,
@@ -154,3 +155,21 @@ def test_real_record_ids_keep_their_form_and_never_collide_across_sources() -> N
     assert record_id("fuzhou12345_rivers", "1007") == "fuzhou12345-1007"
     assert len({record_id(source, "23") for source in SOURCE_KEY}) == len(SOURCE_KEY) - 1  # rid keys are never numeric
     assert record_id("teddy2020_unlabeled", "23") != record_id("teddy2020_replies", "23")
+
+
+def test_duty_rows_give_every_department_one_row_from_its_responsibility_list(taxonomy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = duty_rows(taxonomy)
+    assert [r["department"] for r in rows] == list(taxonomy.responsibilities)
+    assert len({r["id"] for r in rows}) == len(rows) == len(taxonomy.responsibilities)
+    vet = next(r for r in rows if r["department"] == "veterans")
+    dept = taxonomy.responsibilities["veterans"]
+    assert dept.official_name in vet["text"] and dept.duties in vet["text"]
+    assert all(m in vet["text"] for m in dept.typical_matters)
+    assert all("track" not in r and "request_type" not in r for r in rows)  # department head only
+
+    from triage_cli.main import app
+
+    out = tmp_path / "duty.jsonl"
+    result = CliRunner().invoke(app, ["data", "duty", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == rows

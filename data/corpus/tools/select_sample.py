@@ -2,6 +2,7 @@
 
     python data/corpus/tools/select_sample.py --who L3 --board-per-topic 24 --replies 52 --fuzhou 30 [--seed 3]
     python data/corpus/tools/select_sample.py --who L14 --unlabeled 160 --replies 58 --fuzhou 32
+    python data/corpus/tools/select_sample.py --who L26 --board 154 --unlabeled 96
     python data/corpus/tools/select_sample.py --who R6 --recheck L3,L4,L5,L6,L7,L8 --n 120
 
 The second form draws a seeded sample of N messages already labelled by the named labellers for a blind second
@@ -12,7 +13,8 @@ fields real/LABELLING.md describes (n, source, key, title, text, and topic / rep
 Draws, with a seeded shuffle, from the messages no labeller has labelled (real/labels_*.jsonl) and no other
 selection file holds: board messages stratified by the board's topic (the same number per topic, as L1/L2 were
 drawn), replies and Fuzhou tickets uniformly — the proportions of the first 2,100 labelled messages. Once the topic
-pool ran low (session 8), `--unlabeled N` draws uniformly from the same board's messages that carry no topic.
+pool ran low (session 8), `--unlabeled N` draws uniformly from the same board's messages that carry no topic; once every topic but the largest
+had run low (session 9), `--board N` draws uniformly from the board's remaining messages with a topic.
 Messages under 20 characters are skipped (no petition to read), and so is a near-duplicate of a labelled message
 (training.corpus.near_duplicate_pairs): it would join that message's group and could move the group's split.
 """
@@ -65,6 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--who", required=True)
     ap.add_argument("--board-per-topic", type=int, default=0)
+    ap.add_argument("--board", type=int, default=0,
+                    help="board messages with a topic drawn uniformly (not per topic), after --board-per-topic's")
     ap.add_argument("--replies", type=int, default=0)
     ap.add_argument("--fuzhou", type=int, default=0)
     ap.add_argument("--unlabeled", type=int, default=0,
@@ -96,6 +100,8 @@ def main() -> None:
             for r in rows:
                 by_topic[r["label"]].append(r)
             chosen = [r for t in sorted(by_topic) for r in by_topic[t][: args.board_per_topic]]
+            ids = {id(r) for r in chosen}
+            chosen += [r for r in rows if id(r) not in ids][: args.board]
         else:
             chosen = rows[: {"teddy2020_replies": args.replies, "fuzhou12345_rivers": args.fuzhou,
                              "teddy2020_unlabeled": args.unlabeled}[source]]
