@@ -13,8 +13,9 @@ fields real/LABELLING.md describes (n, source, key, title, text, and topic / rep
 Draws, with a seeded shuffle, from the messages no labeller has labelled (real/labels_*.jsonl) and no other
 selection file holds: board messages stratified by the board's topic (the same number per topic, as L1/L2 were
 drawn), replies and Fuzhou tickets uniformly — the proportions of the first 2,100 labelled messages. Once the topic
-pool ran low (session 8), `--unlabeled N` draws uniformly from the same board's messages that carry no topic; once every topic but the largest
-had run low (session 9), `--board N` draws uniformly from the board's remaining messages with a topic.
+pool ran low (session 8), `--unlabeled N` draws uniformly from the same board's messages that carry no topic; once
+every topic but the largest had run low (session 9), `--board N` draws uniformly from the board's remaining messages
+with a topic. Labels held back in real/pending/ count as taken.
 Messages under 20 characters are skipped (no petition to read), and so is a near-duplicate of a labelled message
 (training.corpus.near_duplicate_pairs): it would join that message's group and could move the group's split.
 """
