@@ -40,6 +40,11 @@ class MemberConfig(_Strict):
     weight: float = Field(1.0, gt=0, description="Weight of this member's scores in the head's sum")
 
 
+def matches_any(shown_path: str, patterns: list[str]) -> bool:
+    """Whether the --data file `shown_path` (relative to the repository) matches one of the fnmatch `patterns`."""
+    return any(fnmatch(shown_path, pattern) for pattern in patterns)
+
+
 class CalibrationConfig(_Strict):
     method: Literal["temperature", "temperature_bias", "none"] = Field(
         "temperature_bias", description="Fit on out-of-fold training scores; folded into the exported coefficients"
@@ -118,7 +123,7 @@ class TrainConfig(_Strict):
     def excludes(self, field: str, shown_path: str) -> bool:
         """Whether head `field` leaves out the rows of the --data file `shown_path` (relative to the repository)."""
         override = self.heads.get(field)
-        return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.exclude_data)
+        return bool(override) and matches_any(shown_path, override.exclude_data)
 
     def adapts(self, field: str) -> bool:
         """Whether head `field` trains with domain adaptation (it has `target_data` patterns)."""
@@ -128,7 +133,7 @@ class TrainConfig(_Strict):
     def is_target(self, field: str, shown_path: str) -> bool:
         """Whether the --data file `shown_path` is in head `field`'s target domain (matches its `target_data`)."""
         override = self.heads.get(field)
-        return bool(override) and any(fnmatch(shown_path, pattern) for pattern in override.target_data)
+        return bool(override) and matches_any(shown_path, override.target_data)
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

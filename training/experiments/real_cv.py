@@ -82,15 +82,13 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
         t0 = time.perf_counter()
         w_rows, w_y = labelled(written_rows, fld)
         w_wt = [1.0] * len(w_y)  # written rows, then the extra rows at their weight: always in training
-        w_tg = [config.is_target(fld, display_path(WRITTEN))] * len(w_y)  # domains, used when the head adapts
-        w_shown = [display_path(WRITTEN)] * len(w_y)  # source file per row, for calibration domains
+        w_shown = [display_path(WRITTEN)] * len(w_y)  # source file per row: adaptation target and calibration domain
         for rows, weight, shown in extras:
             if config.excludes(fld, shown):
                 continue
             e_rows, e_y = labelled(rows, fld)
             e_weight = weight if weight is not None else config.weight_of(shown, fld)
             w_rows, w_y, w_wt = w_rows + e_rows, w_y + e_y, w_wt + [e_weight] * len(e_y)
-            w_tg += [config.is_target(fld, shown)] * len(e_y)
             w_shown += [shown] * len(e_y)
         r_rows, r_y = labelled(real_rows, fld)
         w_x = [row_input(r, title_repeat) for r in w_rows]
@@ -112,8 +110,9 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
             weights = w_wt + [config.weight_of(REAL_SHOWN, fld)] * len(tr)
-            target = w_tg + [config.is_target(fld, REAL_SHOWN)] * len(tr) if config.adapts(fld) else None
-            cal_weight = config.calibration.domain_weights(w_shown + [REAL_SHOWN] * len(tr))
+            shown_rows = w_shown + [REAL_SHOWN] * len(tr)
+            target = [config.is_target(fld, p) for p in shown_rows] if config.adapts(fld) else None
+            cal_weight = config.calibration.domain_weights(shown_rows)
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target, cal_weight)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
