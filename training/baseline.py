@@ -238,10 +238,16 @@ class LinearTextHead:
         return clfs, total
 
     def fit(self, texts: list[str], labels: list[str], sample_weight: list[float] | None = None,
-            target: list[bool] | None = None, calibration_weight: list[float] | None = None) -> LinearTextHead:
+            target: list[bool] | None = None, calibration_weight: list[float] | None = None,
+            origin: list[int] | None = None) -> LinearTextHead:
         """`sample_weight`: per-row weight (e.g. a data file's weight from `data_weights`), default 1.
 
         `calibration_weight`: per-row weight in the calibration fit (`CalibrationConfig.domain_weights`), default 1.
+
+        `origin`: per row, -1 for an ordinary row, or the index of the row it derives from for an auxiliary row
+        (the same text with another label: a labeller's second choice, `second_choice_rows`). Auxiliary rows train
+        the classifiers but are never scored for calibration, and in the calibration's cross-fitting they sit in
+        the training part exactly when their origin does (their text never leaks into the scores of its origin).
 
         `target`: per-row domain for feature augmentation (`augment_domains`; True: the served kind of text). The
         fitted head is then an ordinary linear model with the shared + target weights (`TargetView`): what it
@@ -252,6 +258,13 @@ class LinearTextHead:
         self.target_ = None if target is None else np.asarray(target, dtype=bool)
         if self.target_ is not None and len(self.target_) != len(texts):
             raise ValueError(f"target has {len(self.target_)} entries for {len(texts)} texts")
+        orig = np.full(len(texts), -1, dtype=np.int64) if origin is None else np.asarray(origin, dtype=np.int64)
+        if orig.shape != (len(texts),):
+            raise ValueError(f"origin has {orig.size} entries for {len(texts)} texts")
+        primary = np.flatnonzero(orig < 0)
+        aux = np.flatnonzero(orig >= 0)
+        if aux.size and (np.any(orig[aux] >= len(texts)) or np.any(orig[orig[aux]] >= 0)):
+            raise ValueError("origin must point auxiliary rows at ordinary rows")
         y = np.asarray(labels, dtype=object)
         self.classes_ = np.array(sorted(set(labels)), dtype=object)
         if len(self.classes_) < 2:
@@ -273,21 +286,24 @@ class LinearTextHead:
         clfs, _ = self._fit_scores(mats, y, all_rows, None)
         # Out-of-fold scores for calibration (vectorisers are shared: a small optimism in idf only).
         cal = self.config.calibration
-        counts = np.bincount(y_idx, minlength=len(self.classes_))
+        counts = np.bincount(y_idx[primary], minlength=len(self.classes_))
         folds = min(cal.folds, int(counts.max()))
-        self.oof_scores_ = np.zeros((len(texts), len(self.classes_)))
+        self.oof_scores_ = np.zeros((len(primary), len(self.classes_)))  # scores of the ordinary rows, in order
         if cal.method != "none" and folds >= 2:
             skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
             import warnings
 
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="The least populated class")
-                splits = list(skf.split(np.zeros(len(y)), y_idx))
+                splits = list(skf.split(np.zeros(len(primary)), y_idx[primary]))
             for tr, te in splits:
-                _, s = self._fit_scores(mats, y, tr, te)
+                tr_rows = primary[tr]
+                if aux.size:  # auxiliary rows follow their origin into the training part
+                    tr_rows = np.sort(np.concatenate([tr_rows, aux[np.isin(orig[aux], tr_rows)]]))
+                _, s = self._fit_scores(mats, y, tr_rows, primary[te])
                 self.oof_scores_[te] = s
-            self.temperature_, self.bias_ = fit_calibration(
-                self.oof_scores_, y_idx, cal, None if calibration_weight is None else np.asarray(calibration_weight))
+            cal_w = None if calibration_weight is None else np.asarray(calibration_weight, dtype=np.float64)[primary]
+            self.temperature_, self.bias_ = fit_calibration(self.oof_scores_, y_idx[primary], cal, cal_w)
         else:
             self.temperature_, self.bias_ = 1.0, np.zeros(len(self.classes_))
         self.members_ = []

@@ -92,6 +92,8 @@ class HeadOverride(_Strict):
                                           "files are the target domain (texts like the served ones), the others the "
                                           "source; every feature gets a shared, a source and a target copy, and the "
                                           "exported model keeps shared + target weights. Empty: no adaptation")
+    second_choice_weight: float | None = Field(
+        None, ge=0, le=1, description="This head's `second_choice_weight` (None: the top-level value)")
 
 
 class TrainConfig(_Strict):
@@ -106,6 +108,12 @@ class TrainConfig(_Strict):
     data_weights: dict[str, float] = Field(
         default_factory=dict, description="Sample weight of the rows of matching --data files (fnmatch pattern on the "
                                           "path relative to the repository → weight; default 1)")
+    second_choice_weight: float = Field(
+        0.0, ge=0, le=1, description="Soft labels from the labellers' second choices: a row whose `second_choice` "
+                                     "names another label for the head's field (real messages the labeller was not "
+                                     "sure of) also trains as that label, at this fraction of the row's weight, "
+                                     "never scored by the calibration (training.datasets.second_choice_rows). "
+                                     "0: gold labels only")
     shared_vocabulary: bool = Field(
         False, description="Members with the same vectoriser settings in different heads share one vectoriser fitted on "
                            "the union of those heads' training texts (one TfIdfVectorizer node in the graph: faster)")
@@ -134,6 +142,13 @@ class TrainConfig(_Strict):
         """Whether the --data file `shown_path` is in head `field`'s target domain (matches its `target_data`)."""
         override = self.heads.get(field)
         return bool(override) and matches_any(shown_path, override.target_data)
+
+    def second_choice_for(self, field: str) -> float:
+        """Head `field`'s second-choice weight fraction: its own override, else the top-level value."""
+        override = self.heads.get(field)
+        if override is not None and override.second_choice_weight is not None:
+            return override.second_choice_weight
+        return self.second_choice_weight
 
     def members_for(self, field: str) -> list[MemberConfig]:
         override = self.heads.get(field)

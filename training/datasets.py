@@ -85,6 +85,33 @@ def labelled(rows: list[dict[str, Any]], field: str) -> tuple[list[dict[str, Any
     return keep, [r[field] for r in keep]
 
 
+def second_choice(row: dict[str, Any], field: str) -> str | None:
+    """The labeller's second choice for `field` (real labels: `second_choice` = {"track": …, "department": …},
+    given when the labeller was not sure), when the row has a label for `field` and the choice differs from it."""
+    if not (isinstance(row.get(field), str) and row[field]):
+        return None
+    sc = row.get("second_choice")
+    value = sc.get(field) if isinstance(sc, dict) else None
+    return value if isinstance(value, str) and value and value != row.get(field) else None
+
+
+def second_choice_rows(rows: list[dict[str, Any]], field: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """Auxiliary rows for the labellers' second choices: for each row of `rows` (labelled for `field`) whose
+    second choice differs from its label, a copy labelled with the second choice, and the index of that row.
+
+    Appended to `rows` with `origin` (`LinearTextHead.fit`) = the indices, at a fraction of their origin's weight,
+    they are soft labels: the model learns that the text is ambiguous between the two without the calibration ever
+    scoring the second choice as gold.
+    """
+    aux, origin = [], []
+    for i, r in enumerate(rows):
+        alt = second_choice(r, field)
+        if alt is not None:
+            aux.append({**r, field: alt})
+            origin.append(i)
+    return aux, origin
+
+
 def split_rows(rows: list[dict[str, Any]], fractions: dict[str, float], seed: int,
                stratify: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Seeded split; identical normalised texts stay together; stratified by `stratify` when given."""

@@ -25,7 +25,7 @@ from scipy.special import softmax
 
 from training.baseline import LinearTextHead, expected_calibration_error
 from training.config import BASE_CONFIG, TrainConfig, load_config
-from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, row_input
+from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, row_input, second_choice_rows
 from training.export import check_parity_multi, heads_to_onnx
 from training.metrics import head_metrics
 from triage.manifest import MODEL_CARD_FILE, DataFile, HeadSpec, InputSpec, ModelManifest, sha256_file
@@ -225,13 +225,28 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
         weights: dict[str, list[float]] = {}
         targets: dict[str, list[bool] | None] = {}
         cal_weights: dict[str, list[float] | None] = {}
+        origins: dict[str, list[int] | None] = {}
         for fld in req.fields:
             pool = [r for r in train_rows if not config.excludes(fld, row_file[id(r)])]
             rows, labels = checked_labels(pool, fld, taxonomy)
+            shown = [row_file[id(r)] for r in rows]
+            weights[fld] = [config.weight_of(p, fld) for p in shown]
+            targets[fld] = [config.is_target(fld, p) for p in shown] if config.adapts(fld) else None
+            cal_weights[fld] = config.calibration.domain_weights(shown)
+            origins[fld] = None
+            fraction = config.second_choice_for(fld)
+            if fraction > 0:  # soft labels: each second choice as an auxiliary row after the ordinary ones
+                aux, origin = second_choice_rows(rows, fld)
+                _, aux_labels = checked_labels(aux, fld, taxonomy) if aux else ([], [])
+                n = len(rows)
+                rows, labels = rows + aux, labels + aux_labels
+                weights[fld] += [fraction * weights[fld][i] for i in origin]
+                if targets[fld] is not None:
+                    targets[fld] += [targets[fld][i] for i in origin]
+                if cal_weights[fld] is not None:
+                    cal_weights[fld] += [0.0] * len(origin)  # never scored (LinearTextHead.fit `origin`)
+                origins[fld] = [-1] * n + origin
             inputs[fld] = (_inputs(rows, title_repeat), labels)
-            weights[fld] = [config.weight_of(row_file[id(r)], fld) for r in rows]
-            targets[fld] = [config.is_target(fld, row_file[id(r)]) for r in rows] if config.adapts(fld) else None
-            cal_weights[fld] = config.calibration.domain_weights([row_file[id(r)] for r in rows])
             if targets[fld] is not None and not any(targets[fld]):
                 raise ValueError(f"head {fld}: no --data file matches heads.{fld}.target_data")
         shared = (shared_vectorizers(config, {f: x for f, (x, _) in inputs.items()}) if config.shared_vocabulary
@@ -241,10 +256,13 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             logger.info("head %s: %d training rows, %d classes", fld, len(texts), len(set(labels)))
             sample_weight = weights[fld] if any(w != 1.0 for w in weights[fld]) else None
             head = LinearTextHead(config.members_for(fld), config, shared[fld]).fit(
-                texts, labels, sample_weight, targets[fld], cal_weights[fld])
+                texts, labels, sample_weight, targets[fld], cal_weights[fld], origins[fld])
             drows, dgold = labelled(dev_rows, fld)
             dtexts = _inputs(drows, title_repeat)
-            report: dict[str, Any] = {"train_rows": len(texts), "features": head.n_features_}
+            n_aux = sum(o >= 0 for o in origins[fld] or [])
+            report: dict[str, Any] = {"train_rows": len(texts) - n_aux, "features": head.n_features_}
+            if n_aux:
+                report["second_choice_rows"] = n_aux
             if drows:
                 report["dev"] = _dev_report(head, fld, dtexts, dgold, config.calibration.ece_bins)
                 logger.info("head %s dev: macro_f1=%.4f accuracy=%.4f ece %.4f -> %.4f", fld,

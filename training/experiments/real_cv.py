@@ -29,6 +29,10 @@ written rows as source and the real rows (and extra files matching the patterns)
 `--real-frac F` trains each fold on a seeded share F of its real training rows (the written and extra rows and the
 scored rows unchanged): the learning curve that says whether more labelled real messages would help.
 
+Soft labels (`--set second_choice_weight=F`, TrainConfig): each real training row the labeller was not sure of
+also trains as its second choice at F × its weight, as `triage train` does (never scored by the calibration).
+`--confidence high=A,medium=B,low=C` multiplies the real training rows' weights by their labeller's confidence.
+
 `--title-repeat K` builds every row's input (training and scored rows alike) as its title ×K + text
 (training.datasets.model_input; rows without a title: the text alone); given several times, each K is run back to
 back on the same folds and the output maps K → result. Without it, K is base.toml's `[input] title_repeat` (as
@@ -48,7 +52,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
 from training.config import load_config
-from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input
+from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input, second_choice, second_choice_rows
 from training.metrics import head_metrics, topk_accuracy
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
@@ -62,9 +66,29 @@ def _extra_spec(spec: str) -> tuple[Path, float | None]:
     return Path(path_s), float(weight_s) if weight_s else None
 
 
+def _confidence_factor(row: dict[str, Any], factors: dict[str, float] | None) -> float:
+    """Training-weight factor for a real row by its labeller's confidence (high / medium / low); 1 without factors."""
+    if not factors:
+        return 1.0
+    return factors.get(str(row.get("confidence")), 1.0)
+
+
+def _ambiguity(rows: list[dict[str, Any]], fld: str, pred: np.ndarray) -> dict[str, Any]:
+    """Out-of-fold accuracy by the labeller's confidence, and the share of predictions that are the gold label or
+    the labeller's second choice (how much of the error is on messages the labeller found ambiguous)."""
+    by: dict[str, list[bool]] = {}
+    either = 0
+    for r, p in zip(rows, pred, strict=True):
+        by.setdefault(str(r.get("confidence")), []).append(p == r[fld])
+        either += int(p == r[fld] or p == second_choice(r, fld))
+    return {"accuracy_by_confidence": {k: {"n": len(v), "accuracy": round(float(np.mean(v)), 4)}
+                                       for k, v in sorted(by.items())},
+            "accuracy_gold_or_second_choice": round(either / max(1, len(rows)), 4)}
+
+
 def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrides: list[str] | None = None,
         title_repeat: int | None = None, real_frac: float = 1.0, oof: Path | None = None,
-        real_dir: Path | None = None) -> dict[str, Any]:
+        real_dir: Path | None = None, confidence: dict[str, float] | None = None) -> dict[str, Any]:
     config = load_config(overrides=overrides)
     title_repeat = config.input.title_repeat if title_repeat is None else title_repeat
     real_weight = config.weight_of(REAL_SHOWN)
@@ -75,7 +99,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
     extras = [(load_jsonl(path).rows, weight, display_path(path)) for path, weight in specs]
     out: dict[str, Any] = {"real_rows": len(real_rows), "written_rows": len(written_rows), "folds": n_folds,
                            "real_weight": real_weight, "overrides": overrides or [], "title_repeat": title_repeat,
-                           "real_frac": real_frac,
+                           "real_frac": real_frac, "confidence": confidence, "second_choice_weight": config.second_choice_weight,
                            "extra": [{"path": p, "rows": len(rows), "weight": w if w is not None else config.weight_of(p)}
                                      for rows, w, p in extras], "heads": {}}
     for fld in fields:
@@ -109,11 +133,26 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
                 tr = np.sort(rng.permutation(tr)[: round(real_frac * len(tr))])
             texts = w_x + [r_x[i] for i in tr]
             labels = w_y + [r_y[i] for i in tr]
-            weights = w_wt + [config.weight_of(REAL_SHOWN, fld)] * len(tr)
+            r_w = config.weight_of(REAL_SHOWN, fld)
+            weights = w_wt + [r_w * _confidence_factor(r_rows[i], confidence) for i in tr]
             shown_rows = w_shown + [REAL_SHOWN] * len(tr)
             target = [config.is_target(fld, p) for p in shown_rows] if config.adapts(fld) else None
             cal_weight = config.calibration.domain_weights(shown_rows)
-            head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target, cal_weight)
+            origin = None
+            fraction = config.second_choice_for(fld)
+            if fraction > 0:  # soft labels, as `triage train` adds them (never scored by the calibration)
+                aux, aux_origin = second_choice_rows([r_rows[i] for i in tr], fld)
+                n = len(texts)
+                texts += [row_input(a, title_repeat) for a in aux]
+                labels += [a[fld] for a in aux]
+                weights += [fraction * weights[len(w_x) + j] for j in aux_origin]
+                shown_rows += [REAL_SHOWN] * len(aux)
+                if target is not None:
+                    target += [config.is_target(fld, REAL_SHOWN)] * len(aux)
+                if cal_weight is not None:
+                    cal_weight = list(cal_weight) + [0.0] * len(aux)
+                origin = [-1] * n + [len(w_x) + j for j in aux_origin]
+            head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target, cal_weight, origin)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
                 classes = sorted(set(w_y) | set(r_y))
@@ -133,6 +172,7 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             "per_class": pooled.get("per_class"), "seconds": round(time.perf_counter() - t0, 1),
             "real_weight": config.weight_of(REAL_SHOWN, fld),
         }
+        row.update(_ambiguity(r_rows, fld, np.asarray(classes, dtype=object)[proba.argmax(axis=1)]))
         row["top3"] = topk_accuracy(r_y, proba, classes, 3)
         row["top3_folds_std"] = round(float(np.std([topk_accuracy([r_y[i] for i in te], proba[te], classes, 3)
                                                     for _, te in folds])), 4)
@@ -161,14 +201,20 @@ def main() -> None:
     ap.add_argument("--oof", type=Path, default=None, help="write each head's out-of-fold probabilities to DIR/<field>.npz")
     ap.add_argument("--title-repeat", type=int, action="append", default=[],
                     help="title ×K before the text in every row's input; repeat to compare several K back to back")
+    ap.add_argument("--confidence", default=None,
+                    help="real-row weight factors by labeller confidence, e.g. high=1,medium=0.8,low=0.4")
     args = ap.parse_args()
+    conf = ({k: float(v) for k, v in (kv.split("=") for kv in args.confidence.split(","))}
+            if args.confidence else None)
     logging.basicConfig(level=logging.WARNING)
     fields = args.field or ["track", "department", "request_type"]
     if len(args.title_repeat) <= 1:
         k = args.title_repeat[0] if args.title_repeat else None  # None: the config's [input] title_repeat
-        result = run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real)
+        result = run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real,
+                     conf)
     else:
-        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real)
+        result = {str(k): run(fields, args.folds, args.extra, args.overrides, k, args.real_frac, args.oof, args.real,
+                              conf)
                   for k in args.title_repeat}
     print_report(result, args.json)
 
