@@ -30,7 +30,8 @@ written rows as source and the real rows (and extra files matching the patterns)
 scored rows unchanged): the learning curve that says whether more labelled real messages would help.
 
 Soft labels (`--set second_choice_weight=F`, TrainConfig): each real training row the labeller was not sure of
-also trains as its second choice at F × its weight, as `triage train` does (never scored by the calibration).
+(and each extra row with a `second_choice`: data/datasets/real/active.jsonl) also trains as its second choice at
+F × its weight, as `triage train` does (never scored by the calibration).
 `--confidence high=A,medium=B,low=C` multiplies the real training rows' weights by their labeller's confidence.
 
 `--title-repeat K` builds every row's input (training and scored rows alike) as its title ×K + text
@@ -140,18 +141,19 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             cal_weight = config.calibration.domain_weights(shown_rows)
             origin = None
             fraction = config.second_choice_for(fld)
-            if fraction > 0:  # soft labels, as `triage train` adds them (never scored by the calibration)
-                aux, aux_origin = second_choice_rows([r_rows[i] for i in tr], fld)
+            if fraction > 0:  # soft labels of every training row (the real fold's and the extra files'), as `triage
+                # train` adds them: after the ordinary rows, never scored by the calibration
+                aux, aux_origin = second_choice_rows(w_rows + [r_rows[i] for i in tr], fld)
                 n = len(texts)
                 texts += [row_input(a, title_repeat) for a in aux]
                 labels += [a[fld] for a in aux]
-                weights += [fraction * weights[len(w_x) + j] for j in aux_origin]
-                shown_rows += [REAL_SHOWN] * len(aux)
+                weights += [fraction * weights[j] for j in aux_origin]
+                shown_rows += [shown_rows[j] for j in aux_origin]
                 if target is not None:
-                    target += [config.is_target(fld, REAL_SHOWN)] * len(aux)
+                    target += [target[j] for j in aux_origin]
                 if cal_weight is not None:
                     cal_weight = list(cal_weight) + [0.0] * len(aux)
-                origin = [-1] * n + [len(w_x) + j for j in aux_origin]
+                origin = [-1] * n + aux_origin
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target, cal_weight, origin)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
