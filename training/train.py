@@ -91,6 +91,24 @@ def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple
     return rows, labels
 
 
+def checked_second_choices(rows: list[dict[str, Any]], fld: str,
+                           taxonomy: Any) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    """`second_choice_rows` of labelled `rows`, with their labels, all known to the taxonomy.
+
+    Raises:
+        ValueError: a second choice is not a code of the field's taxonomy kind (naming up to five row ids).
+    """
+    aux, origin = second_choice_rows(rows, fld)
+    labels = [a[fld] for a in aux]
+    kind = taxonomy.field_kinds.get(fld)
+    unknown = sorted(set(labels) - set(taxonomy.codes(kind))) if kind else []
+    if unknown:
+        ids = [str(a.get("id")) for a, lab in zip(aux, labels, strict=True) if lab in unknown][:5]
+        raise ValueError(f"{fld}: second_choice labels not in taxonomy {taxonomy.version}: {', '.join(unknown)} "
+                         f"(rows {', '.join(ids)})")
+    return aux, origin, labels
+
+
 def _inputs(rows: list[dict[str, Any]], title_repeat: int = 0) -> list[str]:
     """Model strings of the rows (text, and the title ×`title_repeat` where a row has one): as served."""
     return [row_input(r, title_repeat) for r in rows]
@@ -236,8 +254,7 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             origins[fld] = None
             fraction = config.second_choice_for(fld)
             if fraction > 0:  # soft labels: each second choice as an auxiliary row after the ordinary ones
-                aux, origin = second_choice_rows(rows, fld)
-                _, aux_labels = checked_labels(aux, fld, taxonomy) if aux else ([], [])
+                aux, origin, aux_labels = checked_second_choices(rows, fld, taxonomy)
                 n = len(rows)
                 rows, labels = rows + aux, labels + aux_labels
                 weights[fld] += [fraction * weights[fld][i] for i in origin]

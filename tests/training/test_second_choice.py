@@ -137,3 +137,16 @@ def test_train_with_second_choices_moves_probability_to_them(tmp_path: Path) -> 
     assert m1.metrics["track"]["train_rows"] == m0.metrics["track"]["train_rows"] == len(rows)
     assert m1.heads["track"].parity_max_abs_diff < 1e-4
     assert p1 > p0 + 0.05
+
+
+def test_unknown_second_choice_is_refused_with_the_row(tmp_path: Path) -> None:
+    from training.train import TrainRequest, train
+
+    files = tiny_dataset(tmp_path / "d")
+    rows = make_rows(20, 1, "tr")
+    rows[3] = {**rows[3], "second_choice": {"track": "no_such_track"}}
+    data = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=f"second_choice labels not in taxonomy.*no_such_track.*{rows[3]['id']}"):
+        train(TrainRequest(data=[data], fields=["track"], out_dir=tmp_path / "m", dev=[files["dev"]],
+                           config_path=files["config"], overrides=["second_choice_weight=0.5"]))
+    assert not (tmp_path / "m").exists() and not list(tmp_path.glob(".m.*"))  # nothing half-written, no temp dir
