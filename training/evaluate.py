@@ -39,6 +39,10 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
     With `history`, also `duplicates` (precision, recall, f1 of the linker's top links against
     `duplicate_of`; training/linking_eval.py) and `links` in every prediction line.
 
+    Data with a `flags` gold (a list per record) also gets `flags` (per flag precision / recall / F1, micro and
+    macro F1, exact set; `flag_metrics`) and `decision` (track / department accuracy and macro-F1 after the rules)
+    from the whole served pipeline without links (`_decisions`); prediction lines then carry `decision`.
+
     Data with entity span gold or a `district` key also gets `entities` (per type precision/recall/F1,
     exact span and overlap) and `district` (accuracy) from the served extractor (patterns + gazetteer
     + LAC), with `entity_baseline` also `entities_baseline` (jieba.posseg); prediction lines then
@@ -81,6 +85,14 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
     report["latency_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "p99": round(float(np.percentile(lat, 99)), 3)}
     from training.entity_eval import has_entity_gold
 
+    has_flags = any(isinstance(r.get("flags"), list) for r in rows)
+    if has_flags and not set(heads) >= DECIDED_HEADS:
+        logger.info("data has flags: the rules need a model with heads %s to decide them", ", ".join(sorted(DECIDED_HEADS)))
+    elif has_flags:
+        decided, decision_preds = _decisions(data, model_dir, threads)
+        report.update(decided)
+        for line in pred_lines:
+            line.update(decision_preds.get(str(line["id"]), {}))
     if has_entity_gold(rows):
         entity_metrics, entity_preds = _entities(data, threads, entity_baseline)
         report.update(entity_metrics)
@@ -103,6 +115,106 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
     return report
 
 
+def _raw_rows(data: Path) -> list[dict[str, Any]]:
+    """The JSON lines as written, with `id` filled in as `load_jsonl` does (file stem:line number)."""
+    rows = []
+    with data.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if line.strip():
+                rec = json.loads(line)
+                rows.append({**rec, "id": str(rec.get("id") or f"{data.stem}:{i + 1}")})
+    return rows
+
+
+DECIDED_HEADS = {"track", "department", "request_type"}  # the suggestions the rules decide on
+
+# Flags a labeller can set (TAXONOMY §4); deadline_risk is computed by the rules from dates and never labelled.
+LABELLED_FLAGS = ("group", "risk", "repeat", "confidential", "pii_sensitive", "place_unknown")
+
+
+def flag_metrics(gold: list[set[str]], pred: list[set[str]], flags: tuple[str, ...] = LABELLED_FLAGS) -> dict[str, Any]:
+    """Per flag precision / recall / F1 / support over records, micro and macro F1, and the share of records whose
+    set of labelled flags is exactly right. Flags outside `flags` (deadline_risk) are not scored."""
+    per: dict[str, dict[str, Any]] = {}
+    tp_all = fp_all = fn_all = 0
+    for f in flags:
+        tp = sum(f in g and f in p for g, p in zip(gold, pred, strict=True))
+        fp = sum(f not in g and f in p for g, p in zip(gold, pred, strict=True))
+        fn = sum(f in g and f not in p for g, p in zip(gold, pred, strict=True))
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        prec = tp / (tp + fp) if tp + fp else 0.0
+        rec = tp / (tp + fn) if tp + fn else 0.0
+        per[f] = {"f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0, "precision": round(prec, 4),
+                  "recall": round(rec, 4), "support": tp + fn}
+    prec = tp_all / (tp_all + fp_all) if tp_all + fp_all else 0.0
+    rec = tp_all / (tp_all + fn_all) if tp_all + fn_all else 0.0
+    present = [f for f in flags if per[f]["support"]]
+    exact = sum((g & set(flags)) == (p & set(flags)) for g, p in zip(gold, pred, strict=True))
+    return {"micro_f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+            "macro_f1": round(sum(per[f]["f1"] for f in present) / len(present), 4) if present else None,
+            "exact_set": round(exact / len(gold), 4) if gold else None, "per_class": per}
+
+
+def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`flags` (and `decision`: track / department after the rules) of the whole served pipeline — extraction with
+    LAC, this model, the rules of data/policy/rules.toml — for data with a `flags` gold (a list per record).
+
+    The flags are set by the rules and the extractor, not by a model head, so they are scored as the service would
+    return them. No duplicate links are given (links need the existing cases): `repeat` comes from the text alone.
+    Gold fields are stripped from every record before it is triaged.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from serving.ner import word_tagger
+    from serving.sessions import OnnxClassifier
+    from triage.entities import EntityExtractor
+    from triage.pipeline import TriagePipeline
+    from triage.rules import load_decider
+    from triage.schemas import DuplicateLink, Petition
+
+    class NoLinks:
+        version = "evaluate-no-links"
+
+        def link(self, petition: Petition, text: str, entities: object) -> list[DuplicateLink]:
+            return []
+
+    taxonomy = load_taxonomy()
+    pipeline = TriagePipeline(
+        taxonomy,
+        extractor=EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
+                                  departments=taxonomy.responsibilities.values()),
+        classifier=OnnxClassifier(model_dir, taxonomy, intra_op_threads=threads),
+        linker=NoLinks(), decider=load_decider(taxonomy))
+    gold_flags: list[set[str]] = []
+    pred_flags: list[set[str]] = []
+    gold_of: dict[str, list[str]] = {"track": [], "department": []}
+    pred_of: dict[str, list[str]] = {"track": [], "department": []}
+    status: dict[str, int] = {}
+    preds: dict[str, Any] = {}
+    for rec in _raw_rows(data):
+        if not isinstance(rec.get("flags"), list):
+            continue
+        inp = {k: v for k, v in rec.items() if k not in GOLD_FIELDS and k not in ("id", "entities", "district_raw")}
+        d = pipeline.triage(Petition.model_validate(inp)).decision
+        gold_flags.append({str(f) for f in rec["flags"]})
+        pred_flags.append(set(d.flags))
+        for f in gold_of:
+            if isinstance(rec.get(f), str) and rec[f]:
+                gold_of[f].append(rec[f])
+                pred_of[f].append(getattr(d, f))
+        status[d.status] = status.get(d.status, 0) + 1
+        preds[rec["id"]] = {"decision": {"track": d.track, "department": d.department, "flags": sorted(d.flags),
+                                         "status": d.status}}
+    decision: dict[str, Any] = {"n": len(gold_flags), "status": status}
+    for f, gold in gold_of.items():
+        if gold:  # macro-F1 over every label in the gold or the decisions, as head_metrics counts it
+            pred = pred_of[f]
+            decision[f] = {"macro_f1": round(float(f1_score(gold, pred, labels=sorted(set(gold) | set(pred)),
+                                                            average="macro", zero_division=0)), 4),
+                           "accuracy": round(float(accuracy_score(gold, pred)), 4)}
+    return {"flags": flag_metrics(gold_flags, pred_flags), "decision": decision}, preds
+
+
 def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Entity/district metrics of the served extractor (gold stripped from every record before extraction).
 
@@ -116,13 +228,7 @@ def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any],
     taxonomy = load_taxonomy()
     extractor = EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
                                 departments=taxonomy.responsibilities.values())
-    rows = []
-    with data.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if line.strip():
-                rec = json.loads(line)
-                rows.append({**rec, "id": str(rec.get("id") or f"{data.stem}:{i + 1}")})
-    return entity_report(rows, extractor, baseline=baseline)
+    return entity_report(_raw_rows(data), extractor, baseline=baseline)
 
 
 def _warn_on_overlap(manifest: Any, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
