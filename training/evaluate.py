@@ -163,6 +163,7 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     return them. No duplicate links are given (links need the existing cases): `repeat` comes from the text alone.
     Gold fields are stripped from every record before it is triaged.
     """
+    from pydantic import ValidationError
     from sklearn.metrics import accuracy_score, f1_score
 
     from serving.ner import word_tagger
@@ -191,11 +192,19 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     pred_of: dict[str, list[str]] = {"track": [], "department": []}
     status: dict[str, int] = {}
     preds: dict[str, Any] = {}
+    invalid = 0
     for rec in _raw_rows(data):
         if not isinstance(rec.get("flags"), list):
             continue
         inp = {k: v for k, v in rec.items() if k not in GOLD_FIELDS and k not in ("id", "entities", "district_raw")}
-        d = pipeline.triage(Petition.model_validate(inp)).decision
+        try:
+            petition = Petition.model_validate(inp)
+        except ValidationError as exc:  # not a valid petition for the service: counted, not decided
+            invalid += 1
+            logger.warning("record %s: not a valid petition (%s): no decision", rec["id"],
+                           ".".join(str(x) for x in exc.errors()[0]["loc"]))
+            continue
+        d = pipeline.triage(petition).decision
         gold_flags.append({str(f) for f in rec["flags"]})
         pred_flags.append(set(d.flags))
         for f in gold_of:
@@ -205,7 +214,7 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
         status[d.status] = status.get(d.status, 0) + 1
         preds[rec["id"]] = {"decision": {"track": d.track, "department": d.department, "flags": sorted(d.flags),
                                          "status": d.status}}
-    decision: dict[str, Any] = {"n": len(gold_flags), "status": status}
+    decision: dict[str, Any] = {"n": len(gold_flags), "invalid": invalid, "status": status}
     for f, gold in gold_of.items():
         if gold:  # macro-F1 over every label in the gold or the decisions, as head_metrics counts it
             pred = pred_of[f]

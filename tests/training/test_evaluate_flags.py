@@ -85,3 +85,12 @@ def test_flags_need_the_decided_heads(tmp_path: Path) -> None:
     train_tiny(tmp_path / "d", tmp_path / "m", fields=("track", "department"))
     report = evaluate(tmp_path / "m", write_jsonl(tmp_path / "f.jsonl", ROWS))
     assert "flags" not in report and "track" in report
+
+
+def test_a_record_the_service_would_refuse_is_counted_not_decided(tiny_model: Path, tmp_path: Path) -> None:
+    from training.evaluate import evaluate
+
+    bad = {"id": "f9", "text": "渝中区油烟扰民，请查处。", "channel": "pigeon", "flags": []}  # unknown channel
+    report = evaluate(tiny_model, write_jsonl(tmp_path / "f.jsonl", [*ROWS, bad]))
+    assert report["decision"]["n"] == 3 and report["decision"]["invalid"] == 1
+    assert report["track"]["n"] == 3  # the head scores only rows with a track gold; f9 has none
