@@ -12,16 +12,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from training.metrics import prf
 from triage.schemas import Entities
 
 Span = tuple[str, int, int]
-
-
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
 
 
 def entity_scores(pairs: Iterable[tuple[list[Span], list[Span]]]) -> dict[str, dict[str, Any]]:
@@ -49,7 +43,7 @@ def entity_scores(pairs: Iterable[tuple[list[Span], list[Span]]]) -> dict[str, d
             overlap[t][2] += len(g) - otp
     out = {}
     for t in sorted(set(exact) | set(overlap)):
-        out[t] = {"exact": _prf(*exact[t]), "overlap": _prf(*overlap[t]), "support": exact[t][0] + exact[t][2]}
+        out[t] = {"exact": prf(*exact[t]), "overlap": prf(*overlap[t]), "support": exact[t][0] + exact[t][2]}
     return out
 
 

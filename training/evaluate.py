@@ -135,22 +135,19 @@ LABELLED_FLAGS = ("group", "risk", "repeat", "confidential", "pii_sensitive", "p
 def flag_metrics(gold: list[set[str]], pred: list[set[str]], flags: tuple[str, ...] = LABELLED_FLAGS) -> dict[str, Any]:
     """Per flag precision / recall / F1 / support over records, micro and macro F1, and the share of records whose
     set of labelled flags is exactly right. Flags outside `flags` (deadline_risk) are not scored."""
+    from training.metrics import prf
+
     per: dict[str, dict[str, Any]] = {}
-    tp_all = fp_all = fn_all = 0
+    totals = [0, 0, 0]
     for f in flags:
-        tp = sum(f in g and f in p for g, p in zip(gold, pred, strict=True))
-        fp = sum(f not in g and f in p for g, p in zip(gold, pred, strict=True))
-        fn = sum(f in g and f not in p for g, p in zip(gold, pred, strict=True))
-        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
-        per[f] = {"f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0, "precision": round(prec, 4),
-                  "recall": round(rec, 4), "support": tp + fn}
-    prec = tp_all / (tp_all + fp_all) if tp_all + fp_all else 0.0
-    rec = tp_all / (tp_all + fn_all) if tp_all + fn_all else 0.0
+        counts = [sum(f in g and f in p for g, p in zip(gold, pred, strict=True)),
+                  sum(f not in g and f in p for g, p in zip(gold, pred, strict=True)),
+                  sum(f in g and f not in p for g, p in zip(gold, pred, strict=True))]
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        per[f] = {**prf(*counts), "support": counts[0] + counts[2]}
     present = [f for f in flags if per[f]["support"]]
     exact = sum((g & set(flags)) == (p & set(flags)) for g, p in zip(gold, pred, strict=True))
-    return {"micro_f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+    return {"micro_f1": prf(*totals)["f1"],
             "macro_f1": round(sum(per[f]["f1"] for f in present) / len(present), 4) if present else None,
             "exact_set": round(exact / len(gold), 4) if gold else None, "per_class": per}
 
@@ -166,9 +163,7 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     from pydantic import ValidationError
     from sklearn.metrics import accuracy_score, f1_score
 
-    from serving.ner import word_tagger
     from serving.sessions import OnnxClassifier
-    from triage.entities import EntityExtractor
     from triage.pipeline import TriagePipeline
     from triage.rules import load_decider
     from triage.schemas import DuplicateLink, Petition
@@ -180,12 +175,9 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
             return []
 
     taxonomy = load_taxonomy()
-    pipeline = TriagePipeline(
-        taxonomy,
-        extractor=EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
-                                  departments=taxonomy.responsibilities.values()),
-        classifier=OnnxClassifier(model_dir, taxonomy, intra_op_threads=threads),
-        linker=NoLinks(), decider=load_decider(taxonomy))
+    pipeline = TriagePipeline(taxonomy, extractor=_served_extractor(taxonomy, threads),
+                              classifier=OnnxClassifier(model_dir, taxonomy, intra_op_threads=threads),
+                              linker=NoLinks(), decider=load_decider(taxonomy))
     gold_flags: list[set[str]] = []
     pred_flags: list[set[str]] = []
     gold_of: dict[str, list[str]] = {"track": [], "department": []}
@@ -230,14 +222,18 @@ def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any],
     Reads the JSON lines as written (the `datasets` rows turn submitted_at into naive UTC datetimes,
     which relative dates such as 去年3月 cannot use).
     """
-    from serving.ner import word_tagger
     from training.entity_eval import entity_report
+
+    return entity_report(_raw_rows(data), _served_extractor(load_taxonomy(), threads), baseline=baseline)
+
+
+def _served_extractor(taxonomy: Any, threads: int) -> Any:
+    """The extractor the service runs: patterns + gazetteer + LAC + the responsibility list's bodies."""
+    from serving.ner import word_tagger
     from triage.entities import EntityExtractor
 
-    taxonomy = load_taxonomy()
-    extractor = EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
-                                departments=taxonomy.responsibilities.values())
-    return entity_report(_raw_rows(data), extractor, baseline=baseline)
+    return EntityExtractor(taxonomy.gazetteer, word_tagger(intra_op_threads=threads),
+                           departments=taxonomy.responsibilities.values())
 
 
 def _warn_on_overlap(manifest: Any, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:

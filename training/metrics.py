@@ -13,6 +13,14 @@ from training.baseline import expected_calibration_error
 TOP_K_FIELDS = {"department": 3}  # fields whose top-k accuracy is reported (DESIGN.md contract)
 
 
+def prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision, recall and F1 from counts (0 where undefined), rounded to 4 places."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
+
+
 def topk_accuracy(gold: list[str], proba: npt.NDArray[Any], labels: list[str], k: int) -> float:
     """Share of rows whose gold label is among the k most probable of `labels` (a label outside them: a miss)."""
     index = {label: i for i, label in enumerate(labels)}
