@@ -112,6 +112,20 @@ def second_choice_rows(rows: list[dict[str, Any]], field: str) -> tuple[list[dic
     return aux, origin
 
 
+def append_second_choices(
+    rows: list[dict[str, Any]], field: str, fraction: float, weights: list[float], targets: list[bool] | None,
+    calibration_weights: list[float] | None,
+) -> tuple[list[dict[str, Any]], list[float], list[bool] | None, list[float] | None, list[int]]:
+    """`rows` and their per-row lists extended by the `second_choice_rows`, as `LinearTextHead.fit` takes them: each
+    auxiliary row weighs `fraction` × its origin's weight, is in its origin's domain, has calibration weight 0 (it is
+    never scored), and `origin` (-1 for the ordinary rows) points at the row it copies."""
+    aux, origin = second_choice_rows(rows, field)
+    return (rows + aux, weights + [fraction * weights[i] for i in origin],
+            None if targets is None else targets + [targets[i] for i in origin],
+            None if calibration_weights is None else calibration_weights + [0.0] * len(origin),
+            [-1] * len(rows) + origin)
+
+
 def split_rows(rows: list[dict[str, Any]], fractions: dict[str, float], seed: int,
                stratify: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Seeded split; identical normalised texts stay together; stratified by `stratify` when given."""

@@ -88,13 +88,15 @@ def evaluate(model_dir: Path, data: Path, *, predictions: Path | None = None, hi
     has_flags = any(isinstance(r.get("flags"), list) for r in rows)
     if has_flags and not set(heads) >= DECIDED_HEADS:
         logger.info("data has flags: the rules need a model with heads %s to decide them", ", ".join(sorted(DECIDED_HEADS)))
-    elif has_flags:
-        decided, decision_preds = _decisions(data, model_dir, threads)
+    raw = _raw_rows(data) if has_flags or has_entity_gold(rows) else []  # as written: see _entities
+    extractor = _served_extractor(load_taxonomy(), threads) if raw else None
+    if has_flags and set(heads) >= DECIDED_HEADS:
+        decided, decision_preds = _decisions(raw, clf, extractor)
         report.update(decided)
         for line in pred_lines:
             line.update(decision_preds.get(str(line["id"]), {}))
     if has_entity_gold(rows):
-        entity_metrics, entity_preds = _entities(data, threads, entity_baseline)
+        entity_metrics, entity_preds = _entities(raw, extractor, entity_baseline)
         report.update(entity_metrics)
         for line in pred_lines:
             line.update(entity_preds.get(str(line["id"]), {}))
@@ -152,9 +154,10 @@ def flag_metrics(gold: list[set[str]], pred: list[set[str]], flags: tuple[str, .
             "exact_set": round(exact / len(gold), 4) if gold else None, "per_class": per}
 
 
-def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`flags` (and `decision`: track / department after the rules) of the whole served pipeline — extraction with
-    LAC, this model, the rules of data/policy/rules.toml — for data with a `flags` gold (a list per record).
+def _decisions(raw: list[dict[str, Any]], clf: Any, extractor: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`flags` (and `decision`: track / department after the rules) of the whole served pipeline — the served
+    `extractor`, the evaluated classifier `clf`, the rules of data/policy/rules.toml — for the records (as written,
+    `_raw_rows`) with a `flags` gold (a list per record).
 
     The flags are set by the rules and the extractor, not by a model head, so they are scored as the service would
     return them. No duplicate links are given (links need the existing cases): `repeat` comes from the text alone.
@@ -163,7 +166,6 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     from pydantic import ValidationError
     from sklearn.metrics import accuracy_score, f1_score
 
-    from serving.sessions import OnnxClassifier
     from triage.pipeline import TriagePipeline
     from triage.rules import load_decider
     from triage.schemas import DuplicateLink, Petition
@@ -175,8 +177,7 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
             return []
 
     taxonomy = load_taxonomy()
-    pipeline = TriagePipeline(taxonomy, extractor=_served_extractor(taxonomy, threads),
-                              classifier=OnnxClassifier(model_dir, taxonomy, intra_op_threads=threads),
+    pipeline = TriagePipeline(taxonomy, extractor=extractor, classifier=clf,
                               linker=NoLinks(), decider=load_decider(taxonomy))
     gold_flags: list[set[str]] = []
     pred_flags: list[set[str]] = []
@@ -185,7 +186,7 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     status: dict[str, int] = {}
     preds: dict[str, Any] = {}
     invalid = 0
-    for rec in _raw_rows(data):
+    for rec in raw:
         if not isinstance(rec.get("flags"), list):
             continue
         inp = {k: v for k, v in rec.items() if k not in GOLD_FIELDS and k not in ("id", "entities", "district_raw")}
@@ -216,15 +217,15 @@ def _decisions(data: Path, model_dir: Path, threads: int) -> tuple[dict[str, Any
     return {"flags": flag_metrics(gold_flags, pred_flags), "decision": decision}, preds
 
 
-def _entities(data: Path, threads: int, baseline: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def _entities(raw: list[dict[str, Any]], extractor: Any, baseline: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Entity/district metrics of the served extractor (gold stripped from every record before extraction).
 
-    Reads the JSON lines as written (the `datasets` rows turn submitted_at into naive UTC datetimes,
+    Takes the JSON lines as written (`_raw_rows`: the `datasets` rows turn submitted_at into naive UTC datetimes,
     which relative dates such as 去年3月 cannot use).
     """
     from training.entity_eval import entity_report
 
-    return entity_report(_raw_rows(data), _served_extractor(load_taxonomy(), threads), baseline=baseline)
+    return entity_report(raw, extractor, baseline=baseline)
 
 
 def _served_extractor(taxonomy: Any, threads: int) -> Any:

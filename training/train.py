@@ -25,7 +25,7 @@ from scipy.special import softmax
 
 from training.baseline import LinearTextHead, expected_calibration_error
 from training.config import BASE_CONFIG, TrainConfig, load_config
-from training.datasets import ROOT, LoadedFile, display_path, labelled, load_jsonl, row_input, second_choice_rows
+from training.datasets import ROOT, LoadedFile, append_second_choices, display_path, labelled, load_jsonl, row_input
 from training.export import check_parity_multi, heads_to_onnx
 from training.metrics import head_metrics
 from triage.manifest import MODEL_CARD_FILE, DataFile, HeadSpec, InputSpec, ModelManifest, sha256_file
@@ -83,30 +83,29 @@ def checked_labels(rows: list[dict[str, Any]], fld: str, taxonomy: Any) -> tuple
     rows, labels = labelled(rows, fld)
     if not rows:
         raise ValueError(f"no row of the --data files has a {fld!r} label")
-    kind = taxonomy.field_kinds.get(fld)
-    if kind:
-        unknown = sorted(set(labels) - set(taxonomy.codes(kind)))
-        if unknown:
-            raise ValueError(f"{fld}: labels not in taxonomy {taxonomy.version}: {', '.join(unknown)}")
+    unknown = unknown_labels(labels, fld, taxonomy)
+    if unknown:
+        raise ValueError(f"{fld}: labels not in taxonomy {taxonomy.version}: {', '.join(unknown)}")
     return rows, labels
 
 
-def checked_second_choices(rows: list[dict[str, Any]], fld: str,
-                           taxonomy: Any) -> tuple[list[dict[str, Any]], list[int], list[str]]:
-    """`second_choice_rows` of labelled `rows`, with their labels, all known to the taxonomy.
+def unknown_labels(labels: list[str], fld: str, taxonomy: Any) -> list[str]:
+    """The labels that are not codes of the field's taxonomy kind (none for a custom field such as `label`)."""
+    kind = taxonomy.field_kinds.get(fld)
+    return sorted(set(labels) - set(taxonomy.codes(kind))) if kind else []
+
+
+def check_second_choices(aux: list[dict[str, Any]], fld: str, taxonomy: Any) -> None:
+    """Refuse second-choice rows (`append_second_choices`) whose label is not in the taxonomy.
 
     Raises:
         ValueError: a second choice is not a code of the field's taxonomy kind (naming up to five row ids).
     """
-    aux, origin = second_choice_rows(rows, fld)
-    labels = [a[fld] for a in aux]
-    kind = taxonomy.field_kinds.get(fld)
-    unknown = sorted(set(labels) - set(taxonomy.codes(kind))) if kind else []
+    unknown = unknown_labels([a[fld] for a in aux], fld, taxonomy)
     if unknown:
-        ids = [str(a.get("id")) for a, lab in zip(aux, labels, strict=True) if lab in unknown][:5]
+        ids = [str(a.get("id")) for a in aux if a[fld] in unknown][:5]
         raise ValueError(f"{fld}: second_choice labels not in taxonomy {taxonomy.version}: {', '.join(unknown)} "
                          f"(rows {', '.join(ids)})")
-    return aux, origin, labels
 
 
 def _inputs(rows: list[dict[str, Any]], title_repeat: int = 0) -> list[str]:
@@ -254,15 +253,11 @@ def train(req: TrainRequest, config: TrainConfig | None = None) -> ModelManifest
             origins[fld] = None
             fraction = config.second_choice_for(fld)
             if fraction > 0:  # soft labels: each second choice as an auxiliary row after the ordinary ones
-                aux, origin, aux_labels = checked_second_choices(rows, fld, taxonomy)
                 n = len(rows)
-                rows, labels = rows + aux, labels + aux_labels
-                weights[fld] += [fraction * weights[fld][i] for i in origin]
-                if targets[fld] is not None:
-                    targets[fld] += [targets[fld][i] for i in origin]
-                if cal_weights[fld] is not None:
-                    cal_weights[fld] += [0.0] * len(origin)  # never scored (LinearTextHead.fit `origin`)
-                origins[fld] = [-1] * n + origin
+                rows, weights[fld], targets[fld], cal_weights[fld], origins[fld] = append_second_choices(
+                    rows, fld, fraction, weights[fld], targets[fld], cal_weights[fld])
+                check_second_choices(rows[n:], fld, taxonomy)
+                labels = labels + [r[fld] for r in rows[n:]]
             inputs[fld] = (_inputs(rows, title_repeat), labels)
             if targets[fld] is not None and not any(targets[fld]):
                 raise ValueError(f"head {fld}: no --data file matches heads.{fld}.target_data")

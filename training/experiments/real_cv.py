@@ -53,7 +53,16 @@ from sklearn.model_selection import StratifiedKFold
 
 from training.baseline import LinearTextHead
 from training.config import load_config
-from training.datasets import ROOT, display_path, labelled, load_jsonl, print_report, row_input, second_choice, second_choice_rows
+from training.datasets import (
+    ROOT,
+    append_second_choices,
+    display_path,
+    labelled,
+    load_jsonl,
+    print_report,
+    row_input,
+    second_choice,
+)
 from training.metrics import head_metrics, topk_accuracy
 
 WRITTEN = ROOT / "data" / "corpus" / "written" / "train.jsonl"
@@ -143,17 +152,11 @@ def run(fields: list[str], n_folds: int, extra: list[str] | None = None, overrid
             fraction = config.second_choice_for(fld)
             if fraction > 0:  # soft labels of every training row (the real fold's and the extra files'), as `triage
                 # train` adds them: after the ordinary rows, never scored by the calibration
-                aux, aux_origin = second_choice_rows(w_rows + [r_rows[i] for i in tr], fld)
-                n = len(texts)
-                texts += [row_input(a, title_repeat) for a in aux]
-                labels += [a[fld] for a in aux]
-                weights += [fraction * weights[j] for j in aux_origin]
-                shown_rows += [shown_rows[j] for j in aux_origin]
-                if target is not None:
-                    target += [target[j] for j in aux_origin]
-                if cal_weight is not None:
-                    cal_weight = list(cal_weight) + [0.0] * len(aux)
-                origin = [-1] * n + aux_origin
+                fold_rows = w_rows + [r_rows[i] for i in tr]
+                all_rows, weights, target, cal_weight, origin = append_second_choices(
+                    fold_rows, fld, fraction, weights, target, None if cal_weight is None else list(cal_weight))
+                texts += [row_input(a, title_repeat) for a in all_rows[len(fold_rows):]]
+                labels += [a[fld] for a in all_rows[len(fold_rows):]]
             head = LinearTextHead(config.members_for(fld), config).fit(texts, labels, weights, target, cal_weight, origin)
             p = head.predict_proba([r_x[i] for i in te])
             if classes is None:
