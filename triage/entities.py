@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 # 7: the organisation tagger fitted on written train+dev (orgs-3; training/orgs.py --fit train+dev)
 EXTRACTOR_VERSION = "entities-7"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
+# The words-only tagger for word taggers without encoder states (the fast engine): orgs-3.
+ORG_TAGGER_WORDS_PATH = ORG_TAGGER_PATH.with_name("org_tagger_words.npz")
 
 
 class NerTagger(Protocol):
@@ -49,7 +51,8 @@ class NerTagger(Protocol):
 
     A tagger that also segments (LAC) may offer `words(text)` → (start, end, label) for every word
     (labels PER/LOC/ORG/TIME or a part of speech: n, nz, v, …); organisation names are then built
-    from word runs instead of a character regex.
+    from word runs instead of a character regex. One with an encoder (LAC) may also offer
+    `words_states(text)` → (words, per-character encoder states), which the shipped organisation tagger reads.
     """
 
     version: str
@@ -458,12 +461,20 @@ class EntityExtractor:
         """`departments`: the duty departments (taxonomy.responsibilities.values()), whose names become organisations.
 
         `org_tagger`: decides organisation spans over the rule candidates when `ner` offers words; "default"
-        loads the shipped model (ORG_TAGGER_PATH), None keeps the rules alone.
+        loads the shipped model (ORG_TAGGER_PATH, which reads LAC's encoder states; with a word tagger that has no
+        states, e.g. the fast engine, the words-only ORG_TAGGER_WORDS_PATH), None keeps the rules alone.
         """
         self.gazetteer = gazetteer
         self.ner = ner
+        has_states = getattr(ner, "words_states", None) is not None
         if org_tagger == "default":
-            org_tagger = load_org_tagger() if getattr(ner, "words", None) is not None else None
+            org_tagger = None
+            if getattr(ner, "words", None) is not None:
+                org_tagger = load_org_tagger()
+                if org_tagger is not None and org_tagger.uses_states and not has_states:
+                    org_tagger = load_org_tagger(ORG_TAGGER_WORDS_PATH)
+        elif org_tagger is not None and org_tagger.uses_states and not has_states:
+            raise ValueError(f"organisation tagger {org_tagger.version} reads encoder states: its NER tagger has no words_states")
         self.org_tagger: OrgTagger | None = org_tagger
         self.version = EXTRACTOR_VERSION + (f"+{ner.version}" if ner else "") + (f"+{org_tagger.version}" if org_tagger else "")
         names: dict[str, str] = {}
@@ -685,14 +696,18 @@ class EntityExtractor:
         reference = petition.submitted_at.date() if petition and petition.submitted_at else None
         pattern = self._patterns(text, reference)
         places = self._places(text)
-        words_fn = getattr(self.ner, "words", None)
-        words = words_fn(text) if words_fn is not None else None
+        states = None
+        if self.org_tagger is not None and self.org_tagger.uses_states:
+            words, states = self.ner.words_states(text)  # type: ignore[union-attr]  # checked in __init__
+        else:
+            words_fn = getattr(self.ner, "words", None)
+            words = words_fn(text) if words_fn is not None else None
         if words is not None:
             tagged = [(s, e, t) for s, e, t in words if t in ("PER", "LOC", "ORG", "TIME") and text[s:e].strip()]
             ner = self._ner(text, tagged)
             if self.org_tagger is not None:
                 marks = self.org_marks(text, words, places)
-                found = trim_orgs(text, self.org_tagger.spans(text, words, marks), places)
+                found = trim_orgs(text, self.org_tagger.spans(text, words, marks, states), places)
                 orgs = [_Span(s, e, "org", "tagger") for s, e in found]
                 for s, e in sorted(convention_orgs(text, marks["word_org"], marks["place"], words), key=lambda sp: (sp[0], sp[0] - sp[1])):
                     if not any(a < e and s < b for a, b in found):  # the tagger's spans win; then longest first

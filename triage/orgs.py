@@ -3,11 +3,13 @@
 The rules of triage/entities.py propose organisation candidates (LAC ORG words, word runs ending in an
 organisation head, duty department names, suffix matches) and the gazetteer marks places; the writers'
 `org` spans decide which of them are names and where they start and end (区政府 yes, 法院 no; 家美装饰
-without a suffix; 12345 only as the hotline body). `OrgTagger` is an averaged structured perceptron over
-BIOES tags: per character, hashed features of the surrounding characters, the LAC word label and word,
+without a suffix; 12345 only as the hotline body). `OrgTagger` is a linear-chain model over BIOES tags
+(a CRF fitted with python-crfsuite; an averaged structured perceptron as the alternative trainer): per character, hashed features of the surrounding characters, the LAC word label and word,
 and every candidate source's position (begin/inside/end/single); first-order transitions; Viterbi
 decoding over clause chunks in one numpy batch. Pure numpy at serve time: the weights are one `.npz`
-(trained by `python -m training.orgs`, artifact in models/entities/).
+(trained by `python -m training.orgs`, artifact in models/entities/). The shipped tagger (orgs-4) also reads LAC's
+pretrained encoder states per character through a `StateLayer` (a logistic regression to five BIOES probabilities,
+weighed by the CRF); `org_tagger_words.npz` (orgs-3) is the same without it, for word taggers without states.
 """
 
 from __future__ import annotations
@@ -118,12 +120,47 @@ def _bies(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint64]:
     return out
 
 
+class StateLayer:
+    """BIOES probabilities from the word tagger's per-character encoder states (LAC's BiGRU), a feature of the CRF.
+
+    `probs(states)` = softmax(states · coef + bias) (n, 5): a logistic regression fitted on the annotations over
+    LAC's pretrained states (training/orgs.py, out-of-fold for the CRF's own training records); the CRF weighs these
+    five numbers per tag (`weights`, (5, 5)) like any other feature.
+    """
+
+    def __init__(self, coef: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], weights: npt.NDArray[np.float32]) -> None:
+        if coef.ndim != 2 or coef.shape[1] != len(TAGS) or bias.shape != (len(TAGS),) or weights.shape != (len(TAGS), len(TAGS)):
+            raise ValueError(f"state layer shapes: coef {coef.shape}, bias {bias.shape}, weights {weights.shape}")
+        self.coef = coef.astype(np.float32)
+        self.bias = bias.astype(np.float32)
+        self.weights = weights.astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.coef.shape[0])
+
+    def probs(self, states: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        if states.ndim != 2 or states.shape[1] != self.dim:
+            raise ValueError(f"expected states of shape (n, {self.dim}), got {states.shape}")
+        z = states @ self.coef + self.bias
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)  # type: ignore[no-any-return]
+
+    def emissions(self, states: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return self.probs(states) @ self.weights  # type: ignore[no-any-return]
+
+
 class OrgTagger:
-    """BIOES tagger: `spans(text, words, marks)` → organisation (start, end) spans."""
+    """BIOES tagger: `spans(text, words, marks[, states])` → organisation (start, end) spans.
+
+    With a `state_layer` it also reads the word tagger's per-character encoder states (`uses_states`); the extractor
+    then asks LAC for `words_states` instead of `words`.
+    """
 
     def __init__(self, weights: npt.NDArray[np.float32], transitions: npt.NDArray[np.float32], bits: int, version: str,
-                 lexicon: Lexicon | None = None) -> None:
+                 lexicon: Lexicon | None = None, state_layer: StateLayer | None = None) -> None:
         self.lexicon = lexicon or Lexicon({})
+        self.state_layer = state_layer
         self.weights_ = weights
         self.transitions_ = transitions
         self.bits = bits
@@ -140,18 +177,26 @@ class OrgTagger:
             meta = json.loads(str(z["meta"]))
             weights = np.zeros((1 << int(meta["bits"]), len(TAGS)), dtype=np.float32)
             weights[z["rows"]] = z["values"].astype(np.float32)
+            layer = (StateLayer(z["state_coef"], z["state_bias"], z["state_weights"]) if "state_coef" in z.files
+                     else None)
             return cls(weights, z["transitions"].astype(np.float32), int(meta["bits"]), str(meta["version"]),
-                       Lexicon(meta.get("lexicon", {})))
+                       Lexicon(meta.get("lexicon", {})), layer)
 
     def save(self, path: Path, extra: Mapping[str, object] | None = None) -> None:
         rows = np.flatnonzero(np.any(self.weights_ != 0, axis=1)).astype(np.int32)
         meta = {"version": self.version, "bits": self.bits, "tags": TAGS, "channels": CHANNELS, **(extra or {}),
                 "lexicon": self.lexicon.names}
+        layer = self.state_layer
+        arrays = {} if layer is None else {"state_coef": layer.coef, "state_bias": layer.bias, "state_weights": layer.weights}
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
             np.savez_compressed(f, rows=rows, values=self.weights_[rows].astype(np.float32),
                                 transitions=self.transitions_.astype(np.float32),
-                                meta=np.array(json.dumps(meta, ensure_ascii=False)))
+                                meta=np.array(json.dumps(meta, ensure_ascii=False)), **arrays)
+
+    @property
+    def uses_states(self) -> bool:
+        return self.state_layer is not None
 
     # -- features
     def features(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
@@ -222,12 +267,17 @@ class OrgTagger:
         """Best BIOES path per chunk (one numpy batch over the chunks); characters outside chunks are O."""
         return viterbi_chunks(emissions, chunks, self._trans)
 
-    def spans(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]]
-              ) -> list[tuple[int, int]]:
+    def spans(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+              states: npt.NDArray[np.float32] | None = None) -> list[tuple[int, int]]:
+        """`states`: (len(text), dim) encoder states, required when `uses_states`."""
         if not text:
             return []
-        tags = self.decode(self.emissions(self.features(text, words, marks)), self.chunks(text, decoding=True))
-        return tags_to_spans(tags)
+        em = self.emissions(self.features(text, words, marks))
+        if self.state_layer is not None:
+            if states is None or len(states) != len(text):
+                raise ValueError("this organisation tagger reads encoder states: pass states of the text's length")
+            em = em + self.state_layer.emissions(states)
+        return tags_to_spans(self.decode(em, self.chunks(text, decoding=True)))
 
 
 def viterbi_chunks(em: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32]

@@ -100,3 +100,21 @@ def test_word_tagger_engines(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(word_tagger(), WordTagger)
     with pytest.raises(ValueError):
         word_tagger("bert")
+
+
+def test_words_states_give_the_same_words_and_batch_inert_states(lac: LacTagger) -> None:
+    texts = _records("dev", 6)
+    for text in texts:
+        words, states = lac.words_states(text)
+        assert words == lac.words(text)
+        assert states.shape == (len(text), 256) and states.dtype == np.float32
+        spans = lac.chunks(text)
+        covered = np.zeros(len(text), dtype=bool)
+        for s, e in spans:
+            covered[s:e] = True
+        assert not states[~covered].any() and np.abs(states[covered]).sum(axis=1).min() > 0
+        # a chunk run alone has the states it has inside the padded batches of the whole text
+        s, e = max(spans, key=lambda sp: sp[0] - sp[1])  # the shortest chunk: padded the most
+        assert lac.chunks(text[s:e]) == [(0, e - s)]
+        _, alone = lac.words_states(text[s:e])
+        np.testing.assert_allclose(alone, states[s:e], rtol=0, atol=1e-6)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.triage.test_entities import ORG_SENTENCES, WordTagger
-from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, EntityExtractor, load_org_tagger
+from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, ORG_TAGGER_WORDS_PATH, EntityExtractor, load_org_tagger
 from triage.orgs import (
     _ALLOWED,
     _END_OK,
@@ -17,6 +17,7 @@ from triage.orgs import (
     TAGS,
     Lexicon,
     OrgTagger,
+    StateLayer,
     _word_atoms,
     spans_to_tags,
     tags_to_spans,
@@ -148,8 +149,9 @@ def test_save_and_load_keep_every_weight(tmp_path: Path) -> None:
 
 def test_shipped_tagger_is_used_with_a_word_tagger(taxonomy) -> None:  # type: ignore[no-untyped-def]
     assert ORG_TAGGER_PATH.exists(), "the organisation tagger ships in models/entities/"
-    tagger = load_org_tagger()
-    assert tagger is not None
+    assert ORG_TAGGER_WORDS_PATH.exists(), "the words-only organisation tagger ships in models/entities/"
+    tagger = load_org_tagger(ORG_TAGGER_WORDS_PATH)  # the fake word tagger has no encoder states
+    assert tagger is not None and not tagger.uses_states
     x = EntityExtractor(taxonomy.gazetteer, WordTagger(ORG_SENTENCES), departments=taxonomy.responsibilities.values())
     assert x.org_tagger is tagger and x.version == f"{EXTRACTOR_VERSION}+fake-words+{tagger.version}"
     text = "找了区信访办和区公安分局，督促法院执行"
@@ -247,3 +249,88 @@ def test_short_names_of_found_companies() -> None:
     found = [(text.index(n), text.index(n) + len(n)) for n in names]
     # the bare core stands on its own; not when it starts a longer name (长江电机厂); with 公司 after it the whole
     assert [text[s:e] for s, e in short_names(text, found, [])] == ["黔城置业", "宏达路桥公司"]
+
+
+def _one_hot_layer(dim: int = 4) -> StateLayer:
+    """State dimension k votes for tag k (O, B, I, E) with weight 4; S is never likely."""
+    coef = np.zeros((dim, len(TAGS)), dtype=np.float32)
+    coef[np.arange(4), np.arange(4)] = 8.0
+    return StateLayer(coef, np.zeros(len(TAGS), dtype=np.float32), np.eye(len(TAGS), dtype=np.float32) * 4)
+
+
+def test_state_layer_drives_decoding_and_is_required() -> None:
+    import pytest
+
+    tagger = OrgTagger(np.zeros((1 << 8, len(TAGS)), dtype=np.float32), np.zeros((5, 5), dtype=np.float32), 8, "t-s",
+                       state_layer=_one_hot_layer())
+    text = "我去找了渝北区某某单位反映"
+    states = np.zeros((len(text), 4), dtype=np.float32)
+    states[:, 0] = 1.0
+    states[3:10] = 0.0
+    states[3, 1], states[4:9, 2], states[9, 3] = 1.0, 1.0, 1.0  # 了渝北区某某单 … as B I I I I I E
+    assert tagger.uses_states
+    assert tagger.spans(text, [], {}, states) == [(3, 10)]
+    probs = tagger.state_layer.probs(states)  # type: ignore[union-attr]
+    assert np.allclose(probs.sum(axis=1), 1.0) and probs[3].argmax() == 1
+    with pytest.raises(ValueError, match="encoder states"):
+        tagger.spans(text, [], {})
+    with pytest.raises(ValueError, match="shape"):
+        tagger.spans(text, [], {}, states[:, :3])
+
+
+def test_state_layer_survives_save_and_load(tmp_path: Path) -> None:
+    layer = _one_hot_layer()
+    layer.weights[1, 2] = -0.5
+    tagger = OrgTagger(np.zeros((1 << 8, len(TAGS)), dtype=np.float32), np.ones((5, 5), dtype=np.float32), 8, "t-s",
+                       Lexicon({}), layer)
+    tagger.save(tmp_path / "s.npz")
+    back = OrgTagger.load(tmp_path / "s.npz")
+    assert back.state_layer is not None and back.uses_states
+    for name in ("coef", "bias", "weights"):
+        assert np.array_equal(getattr(back.state_layer, name), getattr(layer, name))
+    plain = OrgTagger(np.zeros((1 << 8, len(TAGS)), dtype=np.float32), np.ones((5, 5), dtype=np.float32), 8, "t-p")
+    plain.save(tmp_path / "p.npz")
+    assert OrgTagger.load(tmp_path / "p.npz").state_layer is None
+
+
+def test_extractor_takes_the_words_only_tagger_without_encoder_states(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    words_only = WordTagger(ORG_SENTENCES)  # like the fast engine: words, no words_states
+    x = EntityExtractor(taxonomy.gazetteer, words_only, departments=taxonomy.responsibilities.values())
+    assert x.org_tagger is not None and not x.org_tagger.uses_states
+    shipped = load_org_tagger()
+    assert shipped is not None
+    if shipped.uses_states:
+        assert x.org_tagger is load_org_tagger(ORG_TAGGER_WORDS_PATH)
+        with pytest.raises(ValueError, match="words_states"):
+            EntityExtractor(taxonomy.gazetteer, words_only, org_tagger=shipped)
+
+
+def test_crf_learns_from_encoder_states() -> None:
+    """Random characters around and in the names, every word alike: only the state features tell where names are."""
+    from training.orgs import Example, tagger_f1, train_crf
+
+    rng = np.random.default_rng(5)
+    pool = [chr(c) for c in range(0x4E00, 0x4E00 + 400)]
+
+    def example(i: int, chars: list[str]) -> Example:
+        pre, name, post = (int(rng.integers(a, b)) for a, b in ((1, 5), (3, 6), (1, 5)))
+        text = "".join(rng.choice(chars, size=pre + name + post))
+        s, e = pre, pre + name
+        states = np.zeros((len(text), 4), dtype=np.float32)
+        states[:, 0] = 1.0
+        states[s:e] = 0.0
+        states[s, 1], states[s + 1:e - 1, 2], states[e - 1, 3] = 1.0, 1.0, 1.0
+        states += rng.normal(0, 0.05, states.shape).astype(np.float32)
+        words = [(k, k + 1, "n") for k in range(len(text))]
+        return Example(str(i), str(i), text, words, {}, [(s, e)], OrgTagger.chunks(text), states)
+
+    examples = [example(i, pool[:300]) for i in range(60)]
+    tagger = train_crf(examples, bits=10, c1=0.0, c2=0.1, max_iter=100, folds=2, states=True)
+    assert tagger.uses_states and tagger.state_layer is not None and tagger.state_layer.dim == 4
+    unseen = [example(100 + i, pool[300:]) for i in range(20)]
+    assert all(tagger.spans(x.text, x.words, {}, x.states) == x.gold for x in unseen)
+    assert tagger_f1(tagger, unseen)["f1"] == 1.0  # training's own scorer passes the states too
+    plain = train_crf(examples, bits=10, c1=0.0, c2=0.1, max_iter=100, folds=2)
+    assert sum(plain.spans(x.text, x.words, {}) == x.gold for x in unseen) < 10

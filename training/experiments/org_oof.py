@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.orgs import CORPUS, Example, load_examples, train_crf
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
@@ -52,6 +54,17 @@ class CachedWords:
         return ner_spans(text, self.words(text))
 
 
+class CachedWordStates(CachedWords):
+    """CachedWords with LAC's encoder states too (for a tagger with a state layer)."""
+
+    def __init__(self, version: str, words: dict[str, list[tuple[int, int, str]]], states: dict[str, np.ndarray]) -> None:
+        super().__init__(version, words)
+        self._states = states
+
+    def words_states(self, text: str) -> tuple[list[tuple[int, int, str]], np.ndarray]:
+        return self._words[text], self._states[text]
+
+
 def outer_fold(group: str, k: int) -> int:
     return int(hashlib.sha256(("oof:" + group).encode()).hexdigest(), 16) % k
 
@@ -71,18 +84,23 @@ def f1(tp: int, fp: int, fn: int) -> float:
     return round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0
 
 
-def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0) -> dict[str, Any]:
+def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
+        state_c: float = 1.0) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
     lac = LacTagger()
     rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
-    examples: list[Example] = load_examples("train", rules, lac) + load_examples("dev", rules, lac)
+    examples: list[Example] = load_examples("train", rules, lac, states) + load_examples("dev", rules, lac, states)
     records = [json.loads(line) for split in ("train", "dev")
                for line in (CORPUS / f"{split}.jsonl").open(encoding="utf-8") if line.strip()]
-    cached = CachedWords(lac.version, {x.text: x.words for x in examples})
+    words = {x.text: x.words for x in examples}
+    cached = (CachedWordStates(lac.version, words, {x.text: x.states for x in examples if x.states is not None}) if states
+              else CachedWords(lac.version, words))
     fold_of = [outer_fold(x.group, folds) for x in examples]
     out: dict[str, Any] = {"records": len(examples), "folds": folds, "frac": frac, "c2": c2, "bits": bits, "per_fold": {}}
+    if states:
+        out.update(states=True, state_c=state_c)
     for k in only if only is not None else range(folds):
         t0 = time.perf_counter()
         fit = [x for x, f in zip(examples, fold_of, strict=True) if f != k]
@@ -90,7 +108,7 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
             groups = sorted({x.group for x in fit})
             keep = set(random.Random(seed + k).sample(groups, round(frac * len(groups))))
             fit = [x for x in fit if x.group in keep]
-        tagger = train_crf(fit, bits, 0.0, c2, 200)
+        tagger = train_crf(fit, bits, 0.0, c2, 200, states=states, state_c=state_c)
         served = EntityExtractor(taxonomy.gazetteer, cached, departments=taxonomy.responsibilities.values(), org_tagger=tagger)
         counts = org_counts(served, [r for r, f in zip(records, fold_of, strict=True) if f == k])
         out["per_fold"][k] = {"fit_records": len(fit), "tp_fp_fn": counts, "f1": f1(*counts),
@@ -109,10 +127,12 @@ def main() -> None:
     ap.add_argument("--frac", type=float, default=1.0, help="share of the other folds' groups the tagger is fitted on")
     ap.add_argument("--c2", type=float, default=0.01)
     ap.add_argument("--bits", type=int, default=16)
+    ap.add_argument("--states", action="store_true", help="the tagger also reads LAC's encoder states (orgs-4)")
+    ap.add_argument("--state-c", type=float, default=1.0, help="with --states: the state layer's inverse L2 penalty")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
-    result = run(args.folds, only, args.frac, args.c2, args.bits)
+    result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
