@@ -118,3 +118,23 @@ def test_words_states_give_the_same_words_and_batch_inert_states(lac: LacTagger)
         assert lac.chunks(text[s:e]) == [(0, e - s)]
         _, alone = lac.words_states(text[s:e])
         np.testing.assert_allclose(alone, states[s:e], rtol=0, atol=1e-6)
+
+
+def test_served_extractor_feeds_lac_states_to_the_organisation_tagger(lac: LacTagger) -> None:
+    """Wiring check on dev records (in the tagger's fit, so not a quality figure): with LAC the default extractor
+    takes the state-reading tagger, and misaligned or missing states would wreck these spans."""
+    from triage.entities import EntityExtractor
+    from triage.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    x = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values())
+    assert x.org_tagger is not None and x.org_tagger.uses_states and x.version.endswith("+orgs-4")
+    lines = (ROOT / "data/corpus/written/dev.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    tp = fp = fn = 0
+    for line in lines:
+        rec = json.loads(line)
+        p = Petition.model_validate({k: rec[k] for k in ("text", "title") if k in rec})
+        pred = {(e.start, e.end) for e in x.extract(p.text, p).items if e.type == "org"}
+        gold = {(int(e["start"]), int(e["end"])) for e in rec.get("entities") or [] if e["type"] == "org"}
+        tp, fp, fn = tp + len(pred & gold), fp + len(pred - gold), fn + len(gold - pred)
+    assert tp > 20 and 2 * tp / (2 * tp + fp + fn) > 0.9

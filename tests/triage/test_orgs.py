@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.triage.test_entities import ORG_SENTENCES, WordTagger
 from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, ORG_TAGGER_WORDS_PATH, EntityExtractor, load_org_tagger
@@ -259,8 +260,6 @@ def _one_hot_layer(dim: int = 4) -> StateLayer:
 
 
 def test_state_layer_drives_decoding_and_is_required() -> None:
-    import pytest
-
     tagger = OrgTagger(np.zeros((1 << 8, len(TAGS)), dtype=np.float32), np.zeros((5, 5), dtype=np.float32), 8, "t-s",
                        state_layer=_one_hot_layer())
     text = "我去找了渝北区某某单位反映"
@@ -294,17 +293,14 @@ def test_state_layer_survives_save_and_load(tmp_path: Path) -> None:
 
 
 def test_extractor_takes_the_words_only_tagger_without_encoder_states(taxonomy) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
     words_only = WordTagger(ORG_SENTENCES)  # like the fast engine: words, no words_states
     x = EntityExtractor(taxonomy.gazetteer, words_only, departments=taxonomy.responsibilities.values())
     assert x.org_tagger is not None and not x.org_tagger.uses_states
     shipped = load_org_tagger()
-    assert shipped is not None
-    if shipped.uses_states:
-        assert x.org_tagger is load_org_tagger(ORG_TAGGER_WORDS_PATH)
-        with pytest.raises(ValueError, match="words_states"):
-            EntityExtractor(taxonomy.gazetteer, words_only, org_tagger=shipped)
+    assert shipped is not None and shipped.uses_states  # orgs-4 reads LAC's encoder states
+    assert x.org_tagger is load_org_tagger(ORG_TAGGER_WORDS_PATH)
+    with pytest.raises(ValueError, match="words_states"):
+        EntityExtractor(taxonomy.gazetteer, words_only, org_tagger=shipped)
 
 
 def test_crf_learns_from_encoder_states() -> None:
