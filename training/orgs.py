@@ -210,14 +210,15 @@ def fit_state_layer(examples: list[Example], c: float = 1.0) -> StateLayer:
         for s, e in x.chunks:
             xs.append(x.states[s:e])
             ys.append(tags[s:e])
+    y = np.concatenate(ys)
+    if len(np.unique(y)) < 3:
+        raise ValueError("the state layer needs gold organisation spans of at least two characters (B, E and O tags)")
     lr = LogisticRegression(C=c, max_iter=300)
-    lr.fit(np.concatenate(xs), np.concatenate(ys))
-    dim = xs[0].shape[1]
-    coef = np.zeros((dim, len(TAGS)), dtype=np.float32)
+    lr.fit(np.concatenate(xs), y)
+    coef = np.zeros((xs[0].shape[1], len(TAGS)), dtype=np.float32)
     bias = np.full(len(TAGS), -30.0, dtype=np.float32)  # a tag no training character has: probability ~0
-    for j, t in enumerate(lr.classes_.tolist()):
-        coef[:, t] = lr.coef_[j] if len(lr.classes_) > 2 else (lr.coef_[0] if j else -lr.coef_[0]) / 2
-        bias[t] = lr.intercept_[j] if len(lr.classes_) > 2 else (lr.intercept_[0] if j else -lr.intercept_[0]) / 2
+    coef[:, lr.classes_] = lr.coef_.T
+    bias[lr.classes_] = lr.intercept_
     return StateLayer(coef, bias, np.zeros((len(TAGS), len(TAGS)), dtype=np.float32))
 
 

@@ -3,13 +3,14 @@
 The rules of triage/entities.py propose organisation candidates (LAC ORG words, word runs ending in an
 organisation head, duty department names, suffix matches) and the gazetteer marks places; the writers'
 `org` spans decide which of them are names and where they start and end (区政府 yes, 法院 no; 家美装饰
-without a suffix; 12345 only as the hotline body). `OrgTagger` is a linear-chain model over BIOES tags
-(a CRF fitted with python-crfsuite; an averaged structured perceptron as the alternative trainer): per character, hashed features of the surrounding characters, the LAC word label and word,
-and every candidate source's position (begin/inside/end/single); first-order transitions; Viterbi
-decoding over clause chunks in one numpy batch. Pure numpy at serve time: the weights are one `.npz`
-(trained by `python -m training.orgs`, artifact in models/entities/). The shipped tagger (orgs-4) also reads LAC's
-pretrained encoder states per character through a `StateLayer` (a logistic regression to five BIOES probabilities,
-weighed by the CRF); `org_tagger_words.npz` (orgs-3) is the same without it, for word taggers without states.
+without a suffix; 12345 only as the hotline body). `OrgTagger` is a linear-chain model over BIOES tags (a CRF
+fitted with python-crfsuite; an averaged structured perceptron as the alternative trainer): per character, hashed
+features of the surrounding characters, the LAC word label and word, and every candidate source's position
+(begin/inside/end/single); first-order transitions; Viterbi decoding over clause chunks in one numpy batch. Pure
+numpy at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact in
+models/entities/). The shipped tagger (orgs-4) also reads LAC's pretrained encoder states per character through a
+`StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); `org_tagger_words.npz`
+(orgs-3) is the same without it, for word taggers without states.
 """
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ def test_short_names_of_found_companies() -> None:
 
 
 def _one_hot_layer(dim: int = 4) -> StateLayer:
-    """State dimension k votes for tag k (O, B, I, E) with weight 4; S is never likely."""
+    """State dimension k makes tag k (O, B, I, E) likely (coefficient 8), which the CRF weighs by 4; S never is."""
     coef = np.zeros((dim, len(TAGS)), dtype=np.float32)
     coef[np.arange(4), np.arange(4)] = 8.0
     return StateLayer(coef, np.zeros(len(TAGS), dtype=np.float32), np.eye(len(TAGS), dtype=np.float32) * 4)
