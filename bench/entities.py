@@ -85,7 +85,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="passes over the 500-character petitions")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--words", type=Path, help="also a candidate fast word tagger (.npz), compared with the shipped one")
+    ap.add_argument("--org-tagger", type=Path,
+                    help="also another organisation tagger (.npz, e.g. the previous one), compared with the shipped one")
     args = ap.parse_args()
+    if args.org_tagger and not args.org_tagger.exists():
+        ap.error(f"--org-tagger: no file {args.org_tagger}")
     path = ROOT / f"data/corpus/written/{args.split}.jsonl"
     records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     taxonomy = load_taxonomy()
@@ -111,6 +115,12 @@ def main() -> None:
     results["patterns_gazetteer_fast_words_org_tagger"] = entity_report(records, fast)[0]
     cand_words = WordTagger.load(args.words) if args.words else None
     cand = EntityExtractor(taxonomy.gazetteer, cand_words, departments=taxonomy.responsibilities.values()) if cand_words else None
+    other = (EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(),
+                             org_tagger=load_org_tagger(args.org_tagger)) if args.org_tagger else None)
+    if other:
+        results["other_org_tagger"] = str(args.org_tagger)
+        results["extractor_other_org_tagger"] = other.version
+        results["patterns_gazetteer_lac_other_org_tagger"] = entity_report(records, other)[0]
     if cand:
         results["candidate_words"] = str(args.words)
         results["extractor_candidate"] = cand.version
@@ -128,6 +138,8 @@ def main() -> None:
              "extract_org_rules", "extract_no_lac")
     if cand:
         names += ("cand_words", "extract_cand")
+    if other:
+        names += ("extract_other_org_tagger",)
     runs: dict[str, list[float]] = {k: [] for k in names}
     load_before = os.getloadavg()
     for _ in range(args.repeat):
@@ -143,6 +155,8 @@ def main() -> None:
             if cand_words and cand:
                 runs["cand_words"].append(_ms(cand_words.words, t))
                 runs["extract_cand"].append(_ms(cand.extract, t))
+            if other:
+                runs["extract_other_org_tagger"].append(_ms(other.extract, t))
     load_after = os.getloadavg()
     speed: dict[str, object] = {name: _summary(v, 500) for name, v in runs.items()}
     p50 = {name: statistics.median(v) for name, v in runs.items()}
@@ -158,6 +172,8 @@ def main() -> None:
     if cand:
         speed["cand_words_vs_fast_words_p50"] = round(p50["cand_words"] / p50["fast_words"], 3)
         speed["extract_cand_vs_fast_p50"] = round(p50["extract_cand"] / p50["extract_fast"], 3)
+    if other:
+        speed["shipped_vs_other_org_tagger_p50"] = round(p50["extract_now"] / p50["extract_other_org_tagger"], 3)
     speed["lac_share_of_extract_p50"] = round(p50["lac_now"] / p50["extract_now"], 3)
     # the extraction as it was before this change: old LAC + the rest of today's extraction
     speed["extract_speedup_p50_estimate"] = round(

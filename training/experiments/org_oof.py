@@ -27,6 +27,7 @@ import hashlib
 import json
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
         counts = org_counts(served, [r for r, f in zip(records, fold_of, strict=True) if f == k])
         out["per_fold"][k] = {"fit_records": len(fit), "tp_fp_fn": counts, "f1": f1(*counts),
                               "seconds": round(time.perf_counter() - t0)}
+        print(f"fold {k}: {json.dumps(out['per_fold'][k])}", file=sys.stderr, flush=True)  # progress of a long run
     scores = [v["f1"] for v in out["per_fold"].values()]
     pooled = [sum(v["tp_fp_fn"][i] for v in out["per_fold"].values()) for i in range(3)]
     out.update(mean=round(statistics.mean(scores), 4), sd=round(statistics.stdev(scores), 4) if len(scores) > 1 else 0.0,
