@@ -117,8 +117,7 @@ def viterbi_batch(emissions: np.ndarray, lengths: Sequence[int], transitions: np
     trans_t = np.ascontiguousarray(trans.T)  # row j = trans[:, j]
     for t in range(t_max - 1, 0, -1):
         n = active[t]  # sequences whose position t exists: their tag at t-1 follows from the tag at t
-        rows = np.arange(n)
-        out[rows, t - 1] = (hist[t - 1, :n] + trans_t[out[rows, t]]).argmax(axis=1)
+        out[:n, t - 1] = (hist[t - 1, :n] + trans_t[out[:n, t]]).argmax(axis=1)
     for i, src in enumerate(order):
         paths[src] = out[i, : lens_sorted[i]]
     return paths

@@ -102,6 +102,31 @@ def test_trim_orgs_before_company_names(taxonomy) -> None:  # type: ignore[no-un
 def test_lexicon_matches_longest_with_its_bucket() -> None:
     lex = Lexicon({"九龙机械": Lexicon.bucket(0.9), "九龙机械集团": Lexicon.bucket(0.3)})
     assert lex.matches("到九龙机械集团和九龙机械") == [(1, 7, 2), (8, 12, 4)]
+    assert lex.matches("九龙机械集") == [(0, 4, 4)]  # a longer name cut off by the end of the text is no match
+    assert Lexicon({}).matches("九龙机械") == []
+
+
+def test_lexicon_matches_as_one_regular_expression_of_all_names() -> None:
+    """The dictionary scan finds what re.finditer over all names, longest alternative first, finds (what it replaced)."""
+    import random
+    import re
+
+    rng = random.Random(7)
+    for _ in range(300):
+        names = {"".join(rng.choices("甲乙丙", k=rng.randint(1, 4))): rng.randint(1, 4) for _ in range(rng.randint(1, 6))}
+        text = "".join(rng.choices("甲乙丙丁", k=rng.randint(0, 30)))
+        regex = re.compile("|".join(map(re.escape, sorted(names, key=len, reverse=True))))
+        assert Lexicon(names).matches(text) == [(m.start(), m.end(), names[m.group()]) for m in regex.finditer(text)]
+
+
+def test_cached_hash_powers_equal_a_fresh_cumulative_product() -> None:
+    from triage.orgs import _P, _P_INV, _powers
+
+    for n in (0, 3, 1500, 5000, 7):  # growing the cache past its first size, then slicing it again
+        powers, inv = _powers(n)
+        assert np.array_equal(powers, np.cumprod(np.full(n, _P, dtype=np.uint64)))
+        assert np.array_equal(inv, np.cumprod(np.full(n, _P_INV, dtype=np.uint64)))
+    assert (powers * inv == 1).all()  # each power times its inverse is 1 mod 2**64
 
 
 def test_word_identity_does_not_depend_on_position() -> None:
