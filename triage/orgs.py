@@ -8,7 +8,7 @@ fitted with python-crfsuite; an averaged structured perceptron as the alternativ
 features of the surrounding characters, the LAC word label and word, and every candidate source's position
 (begin/inside/end/single); first-order transitions; Viterbi decoding over clause chunks in one numpy batch. Pure
 numpy at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact in
-models/entities/). The shipped tagger (orgs-4) also reads LAC's pretrained encoder states per character through a
+models/entities/). The shipped tagger (orgs-5) also reads LAC's pretrained encoder states per character through a
 `StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); `org_tagger_words.npz`
 (orgs-3) is the same without it, for word taggers without states.
 """

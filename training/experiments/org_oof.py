@@ -86,7 +86,7 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
-        state_c: float = 1.0) -> dict[str, Any]:
+        state_c: float = 0.01) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -129,8 +129,8 @@ def main() -> None:
     ap.add_argument("--frac", type=float, default=1.0, help="share of the other folds' groups the tagger is fitted on")
     ap.add_argument("--c2", type=float, default=0.01)
     ap.add_argument("--bits", type=int, default=16)
-    ap.add_argument("--states", action="store_true", help="the tagger also reads LAC's encoder states (orgs-4)")
-    ap.add_argument("--state-c", type=float, default=1.0, help="with --states: the state layer's inverse L2 penalty")
+    ap.add_argument("--states", action="store_true", help="the tagger also reads LAC's encoder states (orgs-4, orgs-5)")
+    ap.add_argument("--state-c", type=float, default=0.01, help="with --states: the state layer's inverse L2 penalty")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
