@@ -60,7 +60,8 @@ class Lexicon:
     def __init__(self, names: Mapping[str, int]) -> None:
         self.names = dict(names)
         # first character → the lengths of the names starting with it, longest first (a scan by dictionary lookups:
-        # the same matches as one regular expression of all names, longest alternative first, 10× faster)
+        # the same matches as one regular expression of all names, longest alternative first; with the shipped
+        # 1,410 names 0.11 vs 0.21 ms p50 per 500-character petition, alternating in one process)
         lengths: dict[str, set[int]] = {}
         for name in self.names:
             if name:
@@ -130,6 +131,7 @@ def _hash_constants(widths: tuple[int, ...]) -> tuple[npt.NDArray[np.uint64], np
     width = max(widths)
     mul = np.array([[_MUL_INT] * w + [1] * (width - w) for w in widths], dtype=np.uint64)
     seeds = np.array([(_SEED_INT * (t + 1)) & 0xFFFFFFFFFFFFFFFF for t in range(len(widths))], dtype=np.uint64)[:, None]
+    seeds.flags.writeable = mul.flags.writeable = False  # shared by every call
     return seeds, mul
 
 
@@ -140,6 +142,8 @@ def _powers(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     if len(powers[0]) < n:
         size = max(n, 2 * len(powers[0]), 1024)
         powers = (np.cumprod(np.full(size, _P, dtype=np.uint64)), np.cumprod(np.full(size, _P_INV, dtype=np.uint64)))
+        for array in powers:
+            array.flags.writeable = False  # shared by every call
         _POWERS = powers
     return powers[0][:n], powers[1][:n]
 
