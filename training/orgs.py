@@ -47,7 +47,8 @@ Gold: the record's `org` spans. Penalties (CRF) and epochs (perceptron) were cho
 F1 (exact span, through the whole extractor, i.e. with triage.entities.convention_orgs added where the
 tagger finds nothing); the test split is never read here. Deterministic: records
 are visited in a fixed seeded order. Writes the weights and a JSON card beside them (dev figures,
-epochs, data hashes, sha256 of the weights).
+epochs, data hashes, sha256 of the weights; the previous card's `out_of_fold` figures are kept when version,
+command and data are the same).
 """
 
 from __future__ import annotations
@@ -311,6 +312,16 @@ def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0.0, 4)}
 
 
+def carry_over(previous: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
+    """The new card, keeping the previous card's `out_of_fold` figures when they describe this artifact: same version,
+    command and training data (they come from training.experiments.org_oof and take ~10 minutes to recompute)."""
+    same = all(previous.get(k) == card.get(k) for k in ("version", "command", "train", "lac", "extractor"))
+    same = same and previous.get("dev", {}).get("sha256") == card["dev"]["sha256"]
+    if same and "out_of_fold" in previous and "out_of_fold" not in card:
+        return {**card, "out_of_fold": previous["out_of_fold"]}
+    return card
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", choices=("crf", "perceptron"), default="crf")
@@ -390,7 +401,10 @@ def main() -> None:
     }
     tagger.save(args.out, {"epochs": best["epoch"]})
     card["sha256"] = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    args.out.with_suffix(".json").write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    card_path = args.out.with_suffix(".json")
+    if card_path.exists():
+        card = carry_over(json.loads(card_path.read_text(encoding="utf-8")), card)
+    card_path.write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     logger.info("best epoch %s: dev org exact F1 %s → %s (%d bytes)", best["epoch"], best["org_exact_f1"], args.out,
                 args.out.stat().st_size)
 

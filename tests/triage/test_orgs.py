@@ -356,3 +356,17 @@ def test_crf_learns_from_encoder_states() -> None:
     assert tagger_f1(tagger, unseen)["f1"] == 1.0  # training's own scorer passes the states too
     plain = train_crf(examples, bits=10, c1=0.0, c2=0.1, max_iter=100, folds=2)
     assert sum(plain.spans(x.text, x.words, {}) == x.gold for x in unseen) < 10
+
+
+def test_retraining_keeps_the_out_of_fold_figures_only_for_the_same_artifact_recipe() -> None:
+    from training.orgs import carry_over
+
+    card = {"version": "orgs-5", "command": "python -m training.orgs --c2 0.01", "train": {"sha256": "a"}, "lac": "l",
+            "extractor": "e", "dev": {"sha256": "d", "entities": {}}, "sha256": "new"}
+    previous = {**card, "sha256": "old", "out_of_fold": {"pooled": 0.86}}
+    assert carry_over(previous, card)["out_of_fold"] == {"pooled": 0.86}
+    assert carry_over(previous, card)["sha256"] == "new"
+    for key, value in (("command", "python -m training.orgs --c2 0.1"), ("train", {"sha256": "b"}),
+                       ("version", "orgs-6"), ("dev", {"sha256": "e"})):
+        assert "out_of_fold" not in carry_over({**previous, key: value}, card), key
+    assert "out_of_fold" not in carry_over({k: v for k, v in previous.items() if k != "out_of_fold"}, card)
