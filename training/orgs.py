@@ -77,6 +77,7 @@ CORPUS = ROOT / "data/corpus/written"
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
 # (both chosen out-of-fold)
+STATE_C = 0.01  # the state layer's inverse L2 penalty (orgs-5; out-of-fold over 10/1/0.1/0.03/0.01/0.003)
 WORDS_VERSION = "orgs-3"  # without states (--no-states; models/entities/org_tagger_words.npz, for the fast engine)
 # 2: L2 penalty 0.01 (dev org F1 with convention_orgs: 0.8551 vs 0.8505 at 0.1)
 # 3: the same features and penalties fitted on written train+dev (--fit train+dev; chosen out-of-fold, see above)
@@ -210,7 +211,7 @@ def _gold_tags(x: Example) -> np.ndarray:
     return spans_to_tags(len(x.text), [g for g in x.gold if _inside_chunk(g, x.chunks)])
 
 
-def fit_state_layer(examples: list[Example], c: float = 0.01) -> StateLayer:
+def fit_state_layer(examples: list[Example], c: float = STATE_C) -> StateLayer:
     """Logistic regression from LAC's encoder state of each character (inside a chunk) to its gold BIOES tag;
     the layer's CRF weights are left at zero (train_crf learns them)."""
     from sklearn.linear_model import LogisticRegression
@@ -236,7 +237,7 @@ def fit_state_layer(examples: list[Example], c: float = 0.01) -> StateLayer:
 
 
 def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter: int, folds: int = 5,
-              states: bool = False, state_c: float = 0.01) -> OrgTagger:
+              states: bool = False, state_c: float = STATE_C) -> OrgTagger:
     """Linear-chain CRF (python-crfsuite, L-BFGS with elastic net) on the same hashed features, per chunk.
 
     CRFsuite's state and transition weights are copied into the numpy tagger, whose Viterbi gives the same
@@ -341,8 +342,7 @@ def main() -> None:
     ap.add_argument("--states", action=argparse.BooleanOptionalAction, default=True,
                     help="crf: also read LAC's encoder states through a state layer (orgs-4 and -5; orgs-5 is shipped); "
                          "--no-states: words only (orgs-3, models/entities/org_tagger_words.npz, used with the fast engine)")
-    ap.add_argument("--state-c", type=float, default=0.01,
-                    help="the state layer's inverse L2 penalty (orgs-5: 0.01, out-of-fold over 10/1/0.1/0.03/0.01/0.003)")
+    ap.add_argument("--state-c", type=float, default=STATE_C, help="the state layer's inverse L2 penalty")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.states and (args.words != "lac" or args.method != "crf"):

@@ -136,19 +136,17 @@ def _hash_constants(widths: tuple[int, ...]) -> tuple[npt.NDArray[np.uint64], np
 
 
 def _powers(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """_P**(i+1) and _P_INV**(i+1) mod 2**64 for i < n (cached, grown by doubling)."""
-    global _POWERS
-    powers = _POWERS  # one read: another thread may replace the cache meanwhile
-    if len(powers[0]) < n:
-        size = max(n, 2 * len(powers[0]), 1024)
-        powers = (np.cumprod(np.full(size, _P, dtype=np.uint64)), np.cumprod(np.full(size, _P_INV, dtype=np.uint64)))
-        for array in powers:
-            array.flags.writeable = False  # shared by every call
-        _POWERS = powers
-    return powers[0][:n], powers[1][:n]
+    """_P**(i+1) and _P_INV**(i+1) mod 2**64 for i < n (slices of a cached table, sizes by powers of two)."""
+    powers, inv = _power_table(max(1024, 1 << max(n - 1, 0).bit_length()))
+    return powers[:n], inv[:n]
 
 
-_POWERS: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]] = (np.empty(0, dtype=np.uint64),) * 2
+@functools.cache
+def _power_table(size: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    tables = (np.cumprod(np.full(size, _P, dtype=np.uint64)), np.cumprod(np.full(size, _P_INV, dtype=np.uint64)))
+    for array in tables:
+        array.flags.writeable = False  # shared by every call
+    return tables
 
 
 def _bies(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint64]:

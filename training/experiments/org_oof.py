@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from training.orgs import CORPUS, Example, load_examples, train_crf
+from training.orgs import CORPUS, STATE_C, Example, load_examples, train_crf
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
@@ -86,7 +86,7 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
-        state_c: float = 0.01) -> dict[str, Any]:
+        state_c: float = STATE_C) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -130,7 +130,7 @@ def main() -> None:
     ap.add_argument("--c2", type=float, default=0.01)
     ap.add_argument("--bits", type=int, default=16)
     ap.add_argument("--states", action="store_true", help="the tagger also reads LAC's encoder states (orgs-4, orgs-5)")
-    ap.add_argument("--state-c", type=float, default=0.01, help="with --states: the state layer's inverse L2 penalty")
+    ap.add_argument("--state-c", type=float, default=STATE_C, help="with --states: the state layer's inverse L2 penalty")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
