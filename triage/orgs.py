@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from triage.jit import lazy_njit
 from triage.viterbi import NEG, kernel, viterbi_spans
 
 TAGS = ("O", "B", "I", "E", "S")
@@ -163,6 +164,51 @@ def _bies(n: int, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint64]:
     return out
 
 
+def _hashed_emissions(atoms: npt.NDArray[np.uint64], seeds: npt.NDArray[np.uint64], mul: npt.NDArray[np.uint64],
+                      mask: np.uint64, weights_t: npt.NDArray[np.float32], out: npt.NDArray[np.float32]
+                      ) -> None:  # pragma: no cover - compiled
+    """out[i, tag] = Σ_t weights_t[tag, hash_t(i)]: `OrgTagger.features` and `emissions` fused.
+
+    The sum over templates follows numpy's pairwise order for a contiguous float32 row (eight running sums, combined
+    ((0+1)+(2+3))+((4+5)+(6+7)), then the rest one by one; fewer than eight: one by one from 0), so the result is the
+    same bits as `np.take(weights_t, feats, axis=1).sum(axis=2)` (tests/triage/test_orgs.py checks it).
+    """
+    n_t, width, n = atoms.shape
+    n_tags = weights_t.shape[0]
+    shift = np.uint64(29)
+    idx = np.empty(n_t, dtype=np.int64)
+    r = np.empty(8, dtype=np.float32)
+    for i in range(n):
+        for t in range(n_t):
+            h = seeds[t]
+            for k in range(width):
+                h = (h ^ atoms[t, k, i]) * mul[t, k]
+            idx[t] = np.int64((h ^ (h >> shift)) & mask)
+        for tag in range(n_tags):
+            row = weights_t[tag]
+            if n_t < 8:
+                res = np.float32(0.0)
+                for t in range(n_t):
+                    res += row[idx[t]]
+            else:
+                for j in range(8):
+                    r[j] = row[idx[j]]
+                t = 8
+                while t < n_t - n_t % 8:
+                    for j in range(8):
+                        r[j] += row[idx[t + j]]
+                    t += 8
+                res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+                while t < n_t:
+                    res += row[idx[t]]
+                    t += 1
+            out[i, tag] = res
+
+
+_emission_kernel = lazy_njit(_hashed_emissions,
+                             "void(uint64[:, :, ::1], uint64[::1], uint64[:, ::1], uint64, float32[:, ::1], float32[:, ::1])")
+
+
 class StateLayer:
     """BIOES probabilities from the word tagger's per-character encoder states (LAC's BiGRU), a feature of the CRF.
 
@@ -211,7 +257,8 @@ class OrgTagger:
         self._mask = np.uint64((1 << bits) - 1)
         self._trans = np.where(_ALLOWED, transitions, NEG).astype(np.float32)
         self._weights_t = np.ascontiguousarray(weights.T)
-        kernel()  # compile (or load) the Viterbi now, not at the first petition
+        kernel()  # compile (or load) the Viterbi and the emission pass now, not at the first petition
+        _emission_kernel()
 
     # -- persistence
     @classmethod
@@ -246,6 +293,26 @@ class OrgTagger:
     def features(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
                  lexicon: Lexicon | None = None) -> npt.NDArray[np.int64]:
         """(len(text), n_templates) hashed feature rows (`lexicon` replaces the model's own, for training folds)."""
+        atoms, seeds, mul = self._atoms(text, words, marks, lexicon)
+        # h = seed(t); h = (h ^ atom) * MUL per atom, for all templates at once: missing atoms are (0, ×1), a no-op
+        h = seeds
+        for k in range(mul.shape[1]):
+            h = (h ^ atoms[:, k]) * mul[:, k, None]
+        return ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64).T
+
+    def text_emissions(self, text: str, words: Sequence[tuple[int, int, str]],
+                       marks: Mapping[str, Sequence[tuple[int, int]]]) -> npt.NDArray[np.float32]:
+        """`emissions(features(text, words, marks))`, bit for bit, in one compiled pass (hash, gather, sum)."""
+        atoms, seeds, mul = self._atoms(text, words, marks)
+        out = np.empty((len(text), len(TAGS)), dtype=np.float32)
+        # the cached constants are read-only arrays, a different type to numba: pass (tiny) writable copies
+        _emission_kernel()(atoms, seeds[:, 0].copy(), mul.copy(), self._mask, self._weights_t, out)
+        return out
+
+    def _atoms(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+               lexicon: Lexicon | None = None
+               ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        """The feature templates' atoms (templates, width, n) and their hash seeds (templates, 1) and multipliers."""
         n = len(text)
         lex = np.zeros(n, dtype=np.uint64)
         for s, e, b in (lexicon or self.lexicon).matches(text):
@@ -287,16 +354,12 @@ class OrgTagger:
             (lex,), (lex, m["bare_org"]), (head_ahead,), (head_ahead >> np.uint64(32), lab), (quoted,), (quoted, lab),
             (ctx[3], ctx[4], c[5:5 + n]),
         ]
-        # h = seed(t); h = (h ^ atom) * MUL per atom, for all templates at once: missing atoms are (0, ×1), a no-op
         seeds, mul = _hash_constants(tuple(len(a) for a in templates))
         atoms = np.zeros((len(templates), mul.shape[1], n), dtype=np.uint64)  # (templates, width, n)
         for t, template in enumerate(templates):
             for k, atom in enumerate(template):
                 atoms[t, k] = atom
-        h = seeds
-        for k in range(mul.shape[1]):
-            h = (h ^ atoms[:, k]) * mul[:, k, None]
-        return ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64).T
+        return atoms, seeds, mul
 
     # -- decoding
     @staticmethod
@@ -317,7 +380,7 @@ class OrgTagger:
         """`states`: (len(text), dim) encoder states, required when `uses_states`."""
         if not text:
             return []
-        em = self.emissions(self.features(text, words, marks))
+        em = self.text_emissions(text, words, marks)
         if self.state_layer is not None:
             if states is None or len(states) != len(text):
                 raise ValueError("this organisation tagger reads encoder states: pass states of the text's length")

@@ -18,26 +18,18 @@ Transition tables with forbidden moves (−1e9) have a huge R and are decoded wi
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from triage.jit import lazy_njit
 
 NEG = np.float32(-1e9)
 _PRUNE_LIMIT = 1e3  # transition ranges above this (forbidden moves) switch pruning off
 
 
 _SIGNATURE = "void(float32[:, ::1], int64[::1], int64[::1], float32[:, ::1], boolean[::1], boolean[::1], float64, int64[::1])"
-
-
-@functools.cache
-def kernel() -> Callable[..., None]:
-    """The compiled decoder, built on first use (numba's import and its on-disk cache in __pycache__ take ~1 s, which
-    CLI commands that never decode should not pay); the taggers call this when they are constructed."""
-    import numba
-
-    return numba.njit(_SIGNATURE, cache=True, nogil=True)(_decode)  # type: ignore[no-any-return]
 
 
 def _decode(em: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
@@ -90,6 +82,10 @@ def _decode(em: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: np
         tags[e - 1] = bi
         for t in range(e - 1, s, -1):
             tags[t - 1] = back[t, tags[t]]
+
+
+# the compiled decoder (loaded on first use: triage/jit.py); the taggers call kernel() when they are constructed
+kernel = lazy_njit(_decode, _SIGNATURE)
 
 
 def viterbi_spans(em: npt.NDArray[np.float32], spans: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32],

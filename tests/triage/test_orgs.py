@@ -129,6 +129,38 @@ def test_cached_hash_powers_equal_a_fresh_cumulative_product() -> None:
     assert (powers * inv == 1).all()  # each power times its inverse is 1 mod 2**64
 
 
+@pytest.mark.parametrize("n_templates", [1, 5, 8, 13, 16, 37])
+def test_fused_emission_pass_sums_in_numpys_order(n_templates: int) -> None:
+    """The compiled hash + gather + sum gives numpy's bits (pairwise order) for any number of templates."""
+    from triage.orgs import _emission_kernel
+
+    rng = np.random.default_rng(n_templates)
+    width, n, bits = 3, 50, 12
+    atoms = rng.integers(0, 2**63, (n_templates, width, n), dtype=np.uint64)
+    seeds = rng.integers(0, 2**63, n_templates, dtype=np.uint64)
+    mul = rng.integers(1, 2**63, (n_templates, width), dtype=np.uint64)
+    weights_t = (rng.standard_normal((5, 1 << bits)) * 10).astype(np.float32)
+    mask = np.uint64((1 << bits) - 1)
+    h = seeds[:, None]
+    for k in range(width):
+        h = (h ^ atoms[:, k]) * mul[:, k, None]
+    feats = ((h ^ (h >> np.uint64(29))) & mask).astype(np.int64).T
+    out = np.empty((n, 5), dtype=np.float32)
+    _emission_kernel()(atoms, seeds, mul, mask, weights_t, out)
+    assert np.array_equal(out, np.take(weights_t, feats, axis=1).sum(axis=2).T)
+
+
+def test_text_emissions_equal_the_features_path_on_the_shipped_tagger(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    tagger = load_org_tagger(ORG_TAGGER_WORDS_PATH)
+    assert tagger is not None
+    x = EntityExtractor(taxonomy.gazetteer, WordTagger(ORG_SENTENCES), departments=taxonomy.responsibilities.values(),
+                        org_tagger=tagger)
+    for text in ORG_SENTENCES:
+        words = WordTagger(ORG_SENTENCES).words(text)
+        marks = x.org_marks(text, words, x._places(text))
+        assert np.array_equal(tagger.text_emissions(text, words, marks), tagger.emissions(tagger.features(text, words, marks)))
+
+
 def test_word_identity_does_not_depend_on_position() -> None:
     text = "区政府找区政府"
     cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
