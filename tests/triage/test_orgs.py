@@ -146,7 +146,7 @@ def test_fused_emission_pass_sums_in_numpys_order(n_templates: int) -> None:
         h = (h ^ atoms[:, k]) * mul[:, k, None]
     feats = ((h ^ (h >> np.uint64(29))) & mask).astype(np.int64).T
     out = np.empty((n, 5), dtype=np.float32)
-    _emission_kernel()(atoms, seeds, mul, mask, weights_t, out)
+    _emission_kernel()(atoms, seeds, mul, mask, np.ascontiguousarray(weights_t.T), out)
     assert np.array_equal(out, np.take(weights_t, feats, axis=1).sum(axis=2).T)
 
 
