@@ -26,6 +26,7 @@ from triage.identity import is_valid_id_number, luhn_valid
 from triage.orgs import OrgTagger
 from triage.schemas import Entities, Entity, Petition, Place
 from triage.taxonomy import Gazetteer
+from triage.text import NameScanner
 
 logger = logging.getLogger(__name__)
 
@@ -500,8 +501,7 @@ class EntityExtractor:
         for bare in self._bare_subdivision:
             names.setdefault(bare, "subdivision")
         # Short aliases (渝中, 万州) are only matched when not followed by more place characters.
-        ordered = sorted(names, key=len, reverse=True)
-        self._place_re = re.compile("|".join(re.escape(n) for n in ordered))
+        self._place_names = NameScanner(names)  # leftmost-longest, as one regex of the names longest first
         self._place_kind = names
         # Duty departments by name (data/responsibility/departments.yaml): 九龙坡区住房和城乡建设委员会, 区人力社保局.
         bodies = set(department_bodies(departments or ()))
@@ -555,14 +555,14 @@ class EntityExtractor:
     # -- gazetteer stage
     def _places(self, text: str) -> list[_Span]:
         spans = []
-        for m in self._place_re.finditer(text):
-            name = m.group()
+        for start, end in self._place_names.find(text):
+            name = text[start:end]
             kind = self._place_kind[name]
             if name in AMBIGUOUS_ALIASES:
-                nxt = text[m.end():m.end() + 1]
+                nxt = text[end:end + 1]
                 if nxt and re.match(r"[\u4e00-\u9fa5]", nxt) and nxt not in "的人区县":
                     continue  # 长寿面, 南岸边, 石柱子: a word, not the district
-            spans.append(_Span(m.start(), m.end(), "place", "gazetteer", value=kind))
+            spans.append(_Span(start, end, "place", "gazetteer", value=kind))
         return spans
 
     def _orgs(self, text: str, places: list[_Span]) -> list[_Span]:

