@@ -79,6 +79,12 @@ def test_start_and_end_constraints_and_rows_outside_spans() -> None:
     assert tags[[5, 7, 8, 15]].tolist() == [0, 0, 0, 0]
 
 
+def test_nan_scores_do_not_crash_the_pruning() -> None:
+    em = np.full((6, 4), np.nan, dtype=np.float32)
+    tags = viterbi_spans(em, [(0, 6)], np.zeros((4, 4), dtype=np.float32))
+    assert tags.shape == (6,) and ((tags >= 0) & (tags < 4)).all()
+
+
 def test_no_spans_and_bad_input() -> None:
     em = np.zeros((3, 2), dtype=np.float32)
     trans = np.zeros((2, 2), dtype=np.float32)
