@@ -7,8 +7,8 @@ without a suffix; 12345 only as the hotline body). `OrgTagger` is a linear-chain
 fitted with python-crfsuite; an averaged structured perceptron as the alternative trainer): per character, hashed
 features of the surrounding characters, the LAC word label and word, and every candidate source's position
 (begin/inside/end/single); first-order transitions; Viterbi decoding per clause chunk (triage/viterbi.py). numpy
-(and the numba-compiled Viterbi) at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact in
-models/entities/). The shipped tagger (orgs-5) also reads LAC's pretrained encoder states per character through a
+and two numba-compiled loops at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact
+in models/entities/). The shipped tagger (orgs-5) also reads LAC's pretrained encoder states per character through a
 `StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); `org_tagger_words.npz`
 (orgs-3) is the same without it, for word taggers without states.
 """
@@ -156,8 +156,9 @@ def _hashed_emissions(atoms: npt.NDArray[np.uint64], seeds: npt.NDArray[np.uint6
     all tags), where numpy's gather was faster from the tag-major copy.
 
     The sum over templates follows numpy's pairwise order for a contiguous float32 row (eight running sums, combined
-    ((0+1)+(2+3))+((4+5)+(6+7)), then the rest one by one; fewer than eight: one by one from 0), so the result is the
-    same bits as `np.take(weights_t, feats, axis=1).sum(axis=2)` (tests/triage/test_orgs.py checks it).
+    ((0+1)+(2+3))+((4+5)+(6+7)), then the rest one by one; fewer than eight: one by one from 0; numpy splits rows
+    longer than 128 further, the tagger has 35 templates), so the result is the same bits as
+    `np.take(weights_t, feats, axis=1).sum(axis=2)` (tests/triage/test_orgs.py checks it).
     """
     n_t, width, n = atoms.shape
     n_tags = weights.shape[1]

@@ -287,6 +287,16 @@ def test_numbered_courts_and_court_divisions() -> None:
     assert sorted(text[s:e] for s, e in convention_orgs(text)) == ["一中院", "二中院", "民二庭"]
 
 
+def test_unnamed_institutions_after_their_places() -> None:
+    from triage.entities import unnamed_institutions
+
+    text = "孩子在北碚区歇马街道某小学读书，我在万州区某医院看病，沙坪坝区某医院院长不管，江津区一家医院也不管，渝中区某公司欠薪"
+    places = [(text.index(p), text.index(p) + len(p)) for p in ("北碚区", "歇马街道", "万州区", "沙坪坝区", "江津区", "渝中区")]
+    # the whole place run; not 某医院 without a place, not before a title (院长), not 一家, not a company
+    assert [text[s:e] for s, e in unnamed_institutions(text, places)] == ["北碚区歇马街道某小学", "万州区某医院"]
+    assert unnamed_institutions("在某小学", []) == []
+
+
 def test_short_trade_names() -> None:
     from triage.entities import trade_names
 
