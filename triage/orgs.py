@@ -236,14 +236,13 @@ class OrgTagger:
                  lexicon: Lexicon | None = None, state_layer: StateLayer | None = None) -> None:
         self.lexicon = lexicon or Lexicon({})
         self.state_layer = state_layer
-        self.weights_ = weights
+        self.weights_ = np.ascontiguousarray(weights, dtype=np.float32)  # the same array when it already is one
         self.transitions_ = transitions
         self.bits = bits
         self.version = version
         self._mask = np.uint64((1 << bits) - 1)
         self._trans = np.where(_ALLOWED, transitions, NEG).astype(np.float32)
         self._weights_t = np.ascontiguousarray(weights.T)
-        self._weights_rows = np.ascontiguousarray(weights, dtype=np.float32)
         kernel()  # compile (or load) the Viterbi and the emission pass now, not at the first petition
         _emission_kernel()
 
@@ -293,7 +292,7 @@ class OrgTagger:
         atoms, seeds, mul = self._atoms(text, words, marks)
         out = np.empty((len(text), len(TAGS)), dtype=np.float32)
         # the cached constants are read-only arrays, a different type to numba: pass (tiny) writable copies
-        _emission_kernel()(atoms, seeds[:, 0].copy(), mul.copy(), self._mask, self._weights_rows, out)
+        _emission_kernel()(atoms, seeds[:, 0].copy(), mul.copy(), self._mask, self.weights_, out)
         return out
 
     def _atoms(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],

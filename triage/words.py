@@ -115,12 +115,6 @@ def chunks(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _CHUNK.finditer(text) if text[m.start():m.end()].strip()]
 
 
-def viterbi(em: npt.NDArray[np.float32], spans: Sequence[tuple[int, int]], trans: npt.NDArray[np.float32],
-            start_ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """Best tag per character, decoded per chunk (triage/viterbi.py)."""
-    return viterbi_spans(em, spans, trans, start_ok)
-
-
 class WordTagger:
     """`words(text)` → (start, end, LAC label) for every word; `tag(text)` → PER/LOC/ORG/TIME words."""
 
@@ -176,7 +170,7 @@ class WordTagger:
         spans = chunks(text)
         n = len(text)
         em = self.emissions(text)
-        tags = viterbi(em, spans, self._trans, self._start_ok)
+        tags = viterbi_spans(em, spans, self._trans, self._start_ok)  # per chunk
         bounds = np.array(spans, dtype=np.int64).reshape(-1, 2)
         in_chunk = np.zeros(n + 1, dtype=np.int64)
         np.add.at(in_chunk, bounds[:, 0], 1)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from triage.words import WORD_TAGGER_PATH, WordTagger, allowed_transitions, chunks, features, tag_names, viterbi
+from triage.viterbi import viterbi_spans
+from triage.words import WORD_TAGGER_PATH, WordTagger, allowed_transitions, chunks, features, tag_names
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["O", "PER", "n", "v"]
@@ -36,7 +37,7 @@ def test_viterbi_matches_brute_force_per_chunk() -> None:
     em = rng.standard_normal((9, k)).astype(np.float32) * 2
     spans = [(0, 4), (4, 5), (6, 9)]
     start_ok = np.array([i % 2 == 0 for i in range(k)])
-    tags = viterbi(em, spans, trans, start_ok)
+    tags = viterbi_spans(em, spans, trans, start_ok)
     for s, e in spans:
         assert tags[s:e].tolist() == _brute_force(em[s:e], trans_raw, ok)
 
