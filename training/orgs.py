@@ -74,6 +74,7 @@ from triage.words import WordTagger
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data/corpus/written"
+REAL = ROOT / "data/corpus/real"
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
 # (both chosen out-of-fold)
@@ -132,6 +133,55 @@ def load_examples(split: str, extractor: EntityExtractor, lac: Any, states: bool
         marks = extractor.org_marks(text, words, places)
         group = str(rec.get("group") or rec["id"])
         out.append(Example(str(rec["id"]), group, text, words, marks, _gold_orgs(rec), OrgTagger.chunks(text), st))
+    return out
+
+
+def _files_sha256(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def real_answers(paths: list[Path] | None = None) -> dict[str, list[str]]:
+    """Organisation answers for real public messages (default: all data/corpus/real/orgs_*.jsonl; real/ORGS.md):
+    id → surfaces."""
+    answers: dict[str, list[str]] = {}
+    for path in sorted(REAL.glob("orgs_*.jsonl")) if paths is None else paths:
+        for lineno, line in enumerate(path.open(encoding="utf-8"), 1):
+            if line.strip():
+                row = json.loads(line)
+                if row["id"] in answers:
+                    raise ValueError(f"{path.name}:{lineno}: {row['id']} is answered in another line or file")
+                answers[row["id"]] = list(row["orgs"])
+    return answers
+
+
+def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = False,
+                       answers: dict[str, list[str]] | None = None) -> list[Example]:
+    """Real public messages of the real TRAIN split read for organisations only (real/ORGS.md): extra training text
+    for the tagger, never scored. Texts come from ../shared/data/public (training.corpus.materialize_real), so the
+    answers carry ids only; a surface that no longer occurs in its text is an error, not a silent skip."""
+    from training.corpus import entity_spans, materialize_real, real_splits
+
+    answers = real_answers() if answers is None else answers
+    if not answers:
+        return []
+    train = {r["id"]: r for r in real_splits(materialize_real())["train"]}
+    outside = sorted(set(answers) - set(train))
+    if outside:
+        raise ValueError(f"{len(outside)} answered messages are not in the real train split, e.g. {outside[0]}")
+    out = []
+    for rid in sorted(answers):
+        rec = train[rid]
+        text = Petition.model_validate({"text": rec["text"]}).text
+        spans, missing = entity_spans(text, [["org", s] for s in answers[rid]])
+        if missing:
+            raise ValueError(f"{rid}: {missing[0]!r} does not occur in the normalised text")
+        words, st = lac.words_states(text) if states else (lac.words(text), None)
+        marks = extractor.org_marks(text, words, extractor._places(text))
+        out.append(Example(rid, "real:" + str(rec["group"]), text, words, marks, _gold_orgs({"entities": spans}),
+                           OrgTagger.chunks(text), st))
     return out
 
 
@@ -316,7 +366,7 @@ def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
 def carry_over(previous: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
     """The new card, keeping the previous card's `out_of_fold` figures when they describe this artifact: same version,
     command and training data (they come from training.experiments.org_oof and take ~10 minutes to recompute)."""
-    same = all(previous.get(k) == card.get(k) for k in ("version", "command", "train", "lac", "extractor"))
+    same = all(previous.get(k) == card.get(k) for k in ("version", "command", "train", "real", "lac", "extractor"))
     same = same and previous.get("dev", {}).get("sha256") == card["dev"]["sha256"]
     if same and "out_of_fold" in previous and "out_of_fold" not in card:
         return {**card, "out_of_fold": previous["out_of_fold"]}
@@ -343,6 +393,9 @@ def main() -> None:
                     help="crf: also read LAC's encoder states through a state layer (orgs-4 and -5; orgs-5 is shipped); "
                          "--no-states: words only (orgs-3, models/entities/org_tagger_words.npz, used with the fast engine)")
     ap.add_argument("--state-c", type=float, default=STATE_C, help="the state layer's inverse L2 penalty")
+    ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=False,
+                    help="also fit on the real public messages read for organisations (data/corpus/real/orgs_*.jsonl, "
+                         "real train split only; needs ../shared/data/public)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.states and (args.words != "lac" or args.method != "crf"):
@@ -376,10 +429,13 @@ def main() -> None:
             best.update(row, tagger=tagger, report=report)
 
     fit_x = train_x + dev_x if args.fit == "train+dev" else train_x
+    real_x = load_real_examples(rules, lac, args.states) if args.real else []
+    fit_x = fit_x + real_x
     if args.method == "crf":
         on_epoch(0, train_crf(fit_x, args.bits, args.c1, args.c2, args.max_iter, args.folds, args.states, args.state_c))
         command = f"--words {args.words} --method crf --c1 {args.c1} --c2 {args.c2} --max-iter {args.max_iter}"
         command += f" --states --state-c {args.state_c}" if args.states else " --no-states"
+        command += " --real" if args.real else ""
     else:
         train(fit_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
         command = f"--words {args.words} --method perceptron --epochs {args.epochs} --seed {args.seed}"
@@ -389,7 +445,10 @@ def main() -> None:
         "version": tagger.version,
         "command": f"python -m training.orgs {command} --bits {args.bits} --folds {args.folds} --fit {args.fit}",
         "epochs": best["epoch"],
-        "fit": {"splits": args.fit, "records": len(fit_x), "org_spans": sum(len(x.gold) for x in fit_x)},
+        "fit": {"splits": args.fit + ("+real" if args.real else ""), "records": len(fit_x),
+                "org_spans": sum(len(x.gold) for x in fit_x)},
+        "real": {"records": len(real_x), "org_spans": sum(len(x.gold) for x in real_x),
+                 "sha256": _files_sha256(sorted(REAL.glob("orgs_*.jsonl")))} if args.real else None,
         "train": {"records": len(train_x), "org_spans": sum(len(x.gold) for x in train_x),
                   "sha256": hashlib.sha256((CORPUS / "train.jsonl").read_bytes()).hexdigest()},
         "dev": {"records": len(dev_x), "sha256": hashlib.sha256((CORPUS / "dev.jsonl").read_bytes()).hexdigest(),

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from training.orgs import CORPUS, STATE_C, Example, load_examples, train_crf
+from training.orgs import CORPUS, STATE_C, Example, load_examples, load_real_examples, real_answers, train_crf
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
@@ -86,7 +86,7 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
-        state_c: float = STATE_C) -> dict[str, Any]:
+        state_c: float = STATE_C, real: list[Path] | None = None) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -99,7 +99,11 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
     cached = (CachedWordStates(lac.version, words, {x.text: x.states for x in examples if x.states is not None}) if states
               else CachedWords(lac.version, words))
     fold_of = [outer_fold(x.group, folds) for x in examples]
+    # real messages read for organisations: added to every fold's fit, never scored
+    extra = load_real_examples(rules, lac, states, real_answers(real or None)) if real is not None else []
     out: dict[str, Any] = {"records": len(examples), "folds": folds, "frac": frac, "c2": c2, "bits": bits, "per_fold": {}}
+    if real is not None:
+        out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra))
     if states:
         out.update(states=True, state_c=state_c)
     for k in only if only is not None else range(folds):
@@ -109,7 +113,7 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
             groups = sorted({x.group for x in fit})
             keep = set(random.Random(seed + k).sample(groups, round(frac * len(groups))))
             fit = [x for x in fit if x.group in keep]
-        tagger = train_crf(fit, bits, 0.0, c2, 200, states=states, state_c=state_c)
+        tagger = train_crf(fit + extra, bits, 0.0, c2, 200, states=states, state_c=state_c)
         served = EntityExtractor(taxonomy.gazetteer, cached, departments=taxonomy.responsibilities.values(), org_tagger=tagger)
         counts = org_counts(served, [r for r, f in zip(records, fold_of, strict=True) if f == k])
         out["per_fold"][k] = {"fit_records": len(fit), "tp_fp_fn": counts, "f1": f1(*counts),
@@ -131,10 +135,14 @@ def main() -> None:
     ap.add_argument("--bits", type=int, default=16)
     ap.add_argument("--states", action="store_true", help="the tagger also reads LAC's encoder states (orgs-4, orgs-5)")
     ap.add_argument("--state-c", type=float, default=STATE_C, help="with --states: the state layer's inverse L2 penalty")
+    ap.add_argument("--real", type=Path, nargs="*",
+                    help="also fit every fold on real messages read for organisations: these answer files "
+                         "(none given: all data/corpus/real/orgs_*.jsonl)")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
-    result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c)
+    result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c,
+                 real=args.real)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
