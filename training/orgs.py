@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data/corpus/written"
 REAL = ROOT / "data/corpus/real"
+SUPPLEMENT = ROOT / "data/corpus/supplement"
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
 # (both chosen out-of-fold)
@@ -94,6 +95,7 @@ class Example:
     gold: list[tuple[int, int]]
     chunks: list[tuple[int, int]]
     states: np.ndarray | None = None  # LAC's encoder states (len(text), 256) when loaded with states=True
+    domain: str = "written"  # "real": a real public message read for organisations only (load_real_examples)
 
 
 def _gold_orgs(rec: dict[str, Any]) -> list[tuple[int, int]]:
@@ -162,7 +164,7 @@ def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = Fals
     """Real public messages of the real TRAIN split read for organisations only (real/ORGS.md): extra training text
     for the tagger, never scored. Texts come from ../shared/data/public (training.corpus.materialize_real), so the
     answers carry ids only; a surface that no longer occurs in its text is an error, not a silent skip."""
-    from training.corpus import entity_spans, materialize_real, real_splits
+    from training.corpus import materialize_real, real_splits
 
     answers = real_answers() if answers is None else answers
     if not answers:
@@ -171,17 +173,48 @@ def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = Fals
     outside = sorted(set(answers) - set(train))
     if outside:
         raise ValueError(f"{len(outside)} answered messages are not in the real train split, e.g. {outside[0]}")
+    texts = {rid: (train[rid]["text"], "real:" + str(train[rid]["group"])) for rid in answers}
+    return _answer_examples(texts, answers, "real", extractor, lac, states)
+
+
+def supplement_answers(paths: list[Path] | None = None) -> dict[str, tuple[str, list[str]]]:
+    """The organisation supplement (default: all data/corpus/supplement/orgs_W*.jsonl; supplement/SUPPLEMENT.md):
+    id → (text, surfaces)."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for path in sorted(SUPPLEMENT.glob("orgs_W*.jsonl")) if paths is None else paths:
+        for lineno, line in enumerate(path.open(encoding="utf-8"), 1):
+            if line.strip():
+                row = json.loads(line)
+                if row["id"] in out:
+                    raise ValueError(f"{path.name}:{lineno}: id {row['id']} repeated")
+                out[row["id"]] = (row["text"], list(row["orgs"]))
+    return out
+
+
+def load_supplement_examples(extractor: EntityExtractor, lac: Any, states: bool = False,
+                             paths: list[Path] | None = None) -> list[Example]:
+    """Written petitions of the organisation supplement (never corpus records, never scored): extra training text in
+    the written corpus's own convention, so of the written domain."""
+    rows = supplement_answers(paths)
+    texts = {rid: (text, "sup:" + rid) for rid, (text, _) in rows.items()}
+    return _answer_examples(texts, {rid: orgs for rid, (_, orgs) in rows.items()}, "written", extractor, lac, states)
+
+
+def _answer_examples(texts: dict[str, tuple[str, str]], answers: dict[str, list[str]], domain: str,
+                     extractor: EntityExtractor, lac: Any, states: bool) -> list[Example]:
+    from training.corpus import entity_spans
+
     out = []
     for rid in sorted(answers):
-        rec = train[rid]
-        text = Petition.model_validate({"text": rec["text"]}).text
+        raw, group = texts[rid]
+        text = Petition.model_validate({"text": raw}).text
         spans, missing = entity_spans(text, [["org", s] for s in answers[rid]])
         if missing:
             raise ValueError(f"{rid}: {missing[0]!r} does not occur in the normalised text")
         words, st = lac.words_states(text) if states else (lac.words(text), None)
         marks = extractor.org_marks(text, words, extractor._places(text))
-        out.append(Example(rid, "real:" + str(rec["group"]), text, words, marks, _gold_orgs({"entities": spans}),
-                           OrgTagger.chunks(text), st))
+        out.append(Example(rid, group, text, words, marks, _gold_orgs({"entities": spans}), OrgTagger.chunks(text), st,
+                           domain=domain))
     return out
 
 
@@ -287,13 +320,17 @@ def fit_state_layer(examples: list[Example], c: float = STATE_C) -> StateLayer:
 
 
 def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter: int, folds: int = 5,
-              states: bool = False, state_c: float = STATE_C) -> OrgTagger:
+              states: bool = False, state_c: float = STATE_C, augment: bool = False) -> OrgTagger:
     """Linear-chain CRF (python-crfsuite, L-BFGS with elastic net) on the same hashed features, per chunk.
 
     CRFsuite's state and transition weights are copied into the numpy tagger, whose Viterbi gives the same
     argmax (a linear-chain CRF decodes by its summed weights). `states`: five more real-valued features per
     character, the BIOES probabilities of a state layer (fit_state_layer, penalty `state_c`) over LAC's encoder
     states; a training record sees the layer fitted on the other folds, as it sees their lexicon.
+    `augment`: feature augmentation by domain (Daumé III, "Frustratingly easy domain adaptation", 2007): every
+    feature is given twice, once shared and once as a copy of its record's domain (written, real), so the penalty
+    lets the shared weights carry what both domains agree on and the copies what differs; the served weight of a
+    feature is its shared weight plus its written copy (the real copies are dropped), so serving is unchanged.
     """
     import pycrfsuite
 
@@ -307,17 +344,21 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
         feats = tagger.features(x.text, x.words, x.marks, lexicons[f])
         tags = _gold_tags(x)
         probs = layers[f].probs(x.states) if states else None  # type: ignore[arg-type]  # checked by fit_state_layer
+        copy = x.domain[0] if augment else ""  # "w" / "r": the domain copy's prefix
         for s, e in x.chunks:
             rows = [[str(v) for v in row] for row in feats[s:e].tolist()]
-            if probs is None:
+            if probs is None and not augment:
                 trainer.append(rows, [TAGS[t] for t in tags[s:e]])
                 continue
             items = []
-            for row, p in zip(rows, probs[s:e].tolist(), strict=True):
+            for k, row in enumerate(rows):
                 item: dict[str, float] = {}
                 for a in row:  # a hashed row can repeat within a character: the string form counts it twice too
                     item[a] = item.get(a, 0.0) + 1.0
-                item.update({f"s{t}": v for t, v in enumerate(p)})
+                if probs is not None:
+                    item.update({f"s{t}": v for t, v in enumerate(probs[s + k].tolist())})
+                if copy:
+                    item.update({copy + a: v for a, v in list(item.items())})
                 items.append(item)
             trainer.append(pycrfsuite.ItemSequence(items), [TAGS[t] for t in tags[s:e]])
     trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iter, "feature.possible_transitions": True})
@@ -329,10 +370,13 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
     info = crf.info()
     layer = fit_state_layer(examples, state_c) if states else None
     for (attr, label), weight in info.state_features.items():
+        if attr.startswith("r"):  # the real domain's copies (augment): not served
+            continue
+        attr = attr.removeprefix("w")  # the written domain's copy adds to the shared weight
         if attr.startswith("s"):
-            layer.weights[int(attr[1:]), TAGS.index(label)] = weight  # type: ignore[union-attr]
+            layer.weights[int(attr[1:]), TAGS.index(label)] += weight  # type: ignore[union-attr]
         else:
-            tagger.weights_[int(attr), TAGS.index(label)] = weight
+            tagger.weights_[int(attr), TAGS.index(label)] += weight
     for (a, b), weight in info.transitions.items():
         tagger.transitions_[TAGS.index(a), TAGS.index(b)] = weight
     crf.close()
@@ -366,7 +410,8 @@ def tagger_f1(tagger: OrgTagger, examples: list[Example]) -> dict[str, float]:
 def carry_over(previous: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
     """The new card, keeping the previous card's `out_of_fold` figures when they describe this artifact: same version,
     command and training data (they come from training.experiments.org_oof and take ~10 minutes to recompute)."""
-    same = all(previous.get(k) == card.get(k) for k in ("version", "command", "train", "real", "lac", "extractor"))
+    same = all(previous.get(k) == card.get(k) for k in ("version", "command", "train", "real", "supplement", "lac",
+                                                    "extractor"))
     same = same and previous.get("dev", {}).get("sha256") == card["dev"]["sha256"]
     if same and "out_of_fold" in previous and "out_of_fold" not in card:
         return {**card, "out_of_fold": previous["out_of_fold"]}
@@ -396,6 +441,10 @@ def main() -> None:
     ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=False,
                     help="also fit on the real public messages read for organisations (data/corpus/real/orgs_*.jsonl, "
                          "real train split only; needs ../shared/data/public)")
+    ap.add_argument("--supplement", action=argparse.BooleanOptionalAction, default=False,
+                    help="also fit on the organisation supplement (data/corpus/supplement/orgs_W*.jsonl)")
+    ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                    help="with --real: feature augmentation by domain (shared + per-domain copies; see train_crf)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if args.states and (args.words != "lac" or args.method != "crf"):
@@ -430,12 +479,15 @@ def main() -> None:
 
     fit_x = train_x + dev_x if args.fit == "train+dev" else train_x
     real_x = load_real_examples(rules, lac, args.states) if args.real else []
-    fit_x = fit_x + real_x
+    sup_x = load_supplement_examples(rules, lac, args.states) if args.supplement else []
+    fit_x = fit_x + sup_x + real_x
     if args.method == "crf":
-        on_epoch(0, train_crf(fit_x, args.bits, args.c1, args.c2, args.max_iter, args.folds, args.states, args.state_c))
+        on_epoch(0, train_crf(fit_x, args.bits, args.c1, args.c2, args.max_iter, args.folds, args.states, args.state_c,
+                              args.augment))
         command = f"--words {args.words} --method crf --c1 {args.c1} --c2 {args.c2} --max-iter {args.max_iter}"
         command += f" --states --state-c {args.state_c}" if args.states else " --no-states"
-        command += " --real" if args.real else ""
+        command += " --supplement" if args.supplement else ""
+        command += (" --real" + (" --augment" if args.augment else "")) if args.real else ""
     else:
         train(fit_x, args.epochs, args.bits, args.seed, args.folds, on_epoch)
         command = f"--words {args.words} --method perceptron --epochs {args.epochs} --seed {args.seed}"
@@ -445,10 +497,13 @@ def main() -> None:
         "version": tagger.version,
         "command": f"python -m training.orgs {command} --bits {args.bits} --folds {args.folds} --fit {args.fit}",
         "epochs": best["epoch"],
-        "fit": {"splits": args.fit + ("+real" if args.real else ""), "records": len(fit_x),
+        "fit": {"splits": args.fit + ("+supplement" if args.supplement else "") + ("+real" if args.real else ""),
+                "records": len(fit_x),
                 "org_spans": sum(len(x.gold) for x in fit_x)},
         "real": {"records": len(real_x), "org_spans": sum(len(x.gold) for x in real_x),
                  "sha256": _files_sha256(sorted(REAL.glob("orgs_*.jsonl")))} if args.real else None,
+        "supplement": {"records": len(sup_x), "org_spans": sum(len(x.gold) for x in sup_x),
+                       "sha256": _files_sha256(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")))} if args.supplement else None,
         "train": {"records": len(train_x), "org_spans": sum(len(x.gold) for x in train_x),
                   "sha256": hashlib.sha256((CORPUS / "train.jsonl").read_bytes()).hexdigest()},
         "dev": {"records": len(dev_x), "sha256": hashlib.sha256((CORPUS / "dev.jsonl").read_bytes()).hexdigest(),

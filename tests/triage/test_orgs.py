@@ -412,3 +412,22 @@ def test_retraining_keeps_the_out_of_fold_figures_only_for_the_same_artifact_rec
                        ("version", "orgs-6"), ("dev", {"sha256": "e"})):
         assert "out_of_fold" not in carry_over({**previous, key: value}, card), key
     assert "out_of_fold" not in carry_over({k: v for k, v in previous.items() if k != "out_of_fold"}, card)
+
+
+def test_domain_augmentation_serves_the_written_convention_where_real_messages_differ() -> None:
+    """Twice as many real messages leave the same kind of name untagged: pooled, they outvote the written records;
+    with one copy of each feature per domain (augment), the served weights follow the written convention."""
+    from dataclasses import replace
+
+    from training.orgs import train_crf
+
+    written = _toy_examples()
+    real = [replace(x, id=f"r{x.id}{k}", group=f"real:{x.id}{k}", gold=[], domain="real") for x in written for k in (0, 1)]
+    text = "我在云栈软件上班，老板拖欠工资"  # a name never seen, in the same context
+    words = [(0, 1, "r"), (1, 2, "p"), (2, 6, "nz"), (6, 8, "v"), (8, len(text), "n")]
+    augmented = train_crf(written + real, bits=12, c1=0.0, c2=0.1, max_iter=100, folds=2, augment=True)
+    assert augmented.spans(text, words, {}) == [(2, 6)]
+    pooled = train_crf(written + real, bits=12, c1=0.0, c2=0.1, max_iter=100, folds=2)
+    assert pooled.spans(text, words, {}) == []
+    alone = train_crf(written, bits=12, c1=0.0, c2=0.1, max_iter=100, folds=2, augment=True)
+    assert alone.spans(text, words, {}) == [(2, 6)]  # no real records: only the written copies and the shared weights

@@ -34,7 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from training.orgs import CORPUS, STATE_C, Example, load_examples, load_real_examples, real_answers, train_crf
+from training.orgs import (
+    CORPUS,
+    STATE_C,
+    Example,
+    load_examples,
+    load_real_examples,
+    load_supplement_examples,
+    real_answers,
+    train_crf,
+)
 from triage.entities import EntityExtractor
 from triage.schemas import Petition
 from triage.taxonomy import load_taxonomy
@@ -86,7 +95,8 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
-        state_c: float = STATE_C, real: list[Path] | None = None) -> dict[str, Any]:
+        state_c: float = STATE_C, real: list[Path] | None = None,
+        augment: bool = False, supplement: list[Path] | None = None) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -101,9 +111,13 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
     fold_of = [outer_fold(x.group, folds) for x in examples]
     # real messages read for organisations: added to every fold's fit, never scored
     extra = load_real_examples(rules, lac, states, real_answers(real or None)) if real is not None else []
+    sup = load_supplement_examples(rules, lac, states, supplement or None) if supplement is not None else []
     out: dict[str, Any] = {"records": len(examples), "folds": folds, "frac": frac, "c2": c2, "bits": bits, "per_fold": {}}
     if real is not None:
-        out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra))
+        out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra), augment=augment)
+    if supplement is not None:
+        out.update(supplement_records=len(sup), supplement_org_spans=sum(len(x.gold) for x in sup))
+    extra += sup
     if states:
         out.update(states=True, state_c=state_c)
     for k in only if only is not None else range(folds):
@@ -113,7 +127,7 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
             groups = sorted({x.group for x in fit})
             keep = set(random.Random(seed + k).sample(groups, round(frac * len(groups))))
             fit = [x for x in fit if x.group in keep]
-        tagger = train_crf(fit + extra, bits, 0.0, c2, 200, states=states, state_c=state_c)
+        tagger = train_crf(fit + extra, bits, 0.0, c2, 200, states=states, state_c=state_c, augment=augment)
         served = EntityExtractor(taxonomy.gazetteer, cached, departments=taxonomy.responsibilities.values(), org_tagger=tagger)
         counts = org_counts(served, [r for r, f in zip(records, fold_of, strict=True) if f == k])
         out["per_fold"][k] = {"fit_records": len(fit), "tp_fp_fn": counts, "f1": f1(*counts),
@@ -138,11 +152,16 @@ def main() -> None:
     ap.add_argument("--real", type=Path, nargs="*",
                     help="also fit every fold on real messages read for organisations: these answer files "
                          "(none given: all data/corpus/real/orgs_*.jsonl)")
+    ap.add_argument("--supplement", type=Path, nargs="*",
+                    help="also fit every fold on the organisation supplement: these files "
+                         "(none given: all data/corpus/supplement/orgs_W*.jsonl)")
+    ap.add_argument("--augment", action="store_true",
+                    help="with --real: feature augmentation by domain (training.orgs.train_crf)")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
     result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c,
-                 real=args.real)
+                 real=args.real, augment=args.augment, supplement=args.supplement)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
