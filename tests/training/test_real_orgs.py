@@ -97,3 +97,43 @@ def test_a_surface_missing_from_its_text_or_a_message_outside_train_is_refused(r
     dev_id = real_splits(materialize_real())["dev"][0]["id"]
     with pytest.raises(ValueError, match="not in the real train split"):
         load_real_examples(rules, rules.ner, answers={dev_id: []})
+
+
+_sup_spec = importlib.util.spec_from_file_location("check_supplement", ROOT / "data/corpus/tools/check_supplement.py")
+check_supplement = importlib.util.module_from_spec(_sup_spec)  # type: ignore[arg-type]
+_sup_spec.loader.exec_module(check_supplement)  # type: ignore[union-attr]
+
+
+def test_committed_supplement_loads_as_written_domain_training_examples(rules: EntityExtractor) -> None:
+    from training.orgs import load_supplement_examples, supplement_answers
+
+    rows = supplement_answers()
+    examples = load_supplement_examples(rules, rules.ner)
+    assert len(examples) == len(rows) >= 1000
+    for x in examples:
+        assert x.domain == "written" and x.group == "sup:" + x.id
+        surfaces = rows[x.id][1]
+        found = {x.text[s:e] for s, e in x.gold}
+        for surface in surfaces:
+            assert surface in found or any(surface in other and other in found for other in surfaces if other != surface)
+
+
+def test_supplement_check_refuses_identifiers_copies_of_corpus_records_and_missing_surfaces(tmp_path: Path) -> None:
+    corpus_text = json.loads((ROOT / "data/corpus/written/test.jsonl").open(encoding="utf-8").readline())["text"]
+    path = _write(tmp_path / "orgs_W99.jsonl", [
+        {"id": "W99-0001", "style": "online", "text": "我在金港湾小区住，物业乱收费，打电话13812345678也没人管",
+         "orgs": ["金港湾小区"], "writer": "W99"},
+        {"id": "W99-0002", "style": "letter", "text": corpus_text, "orgs": [], "writer": "W99"},
+        {"id": "W99-0003", "style": "poem", "text": "区人社局一直不回复我的投诉，已经三个月了", "orgs": ["区人社局", "县人社局"],
+         "writer": "W99"},
+        {"id": "W98-0004", "style": "online", "text": "县法院执行局半年了还没执行到位，请领导过问", "orgs": ["县法院执行局"],
+         "writer": "W99"},
+    ])
+    problems, counts = check_supplement.problems_of([path])
+    assert counts == {"texts": 4, "surfaces": 4}
+    assert "orgs_W99.jsonl:1: a number that looks like an ID or phone number (write none)" in problems
+    assert "orgs_W99.jsonl:3: style must be one of ['hotline', 'letter', 'online', 'visit']" in problems
+    assert "orgs_W99.jsonl:3: '县人社局' does not occur in the text" in problems
+    assert "orgs_W99.jsonl:4: id and writer must be W99 / W99-NNNN" in problems
+    assert any(p.startswith("near-duplicate texts") and "W99-0002" in p for p in problems)
+    assert len(problems) == 5 + ("orgs_W99.jsonl:2: a number that looks like an ID or phone number (write none)" in problems)
