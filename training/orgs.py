@@ -76,6 +76,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "data/corpus/written"
 REAL = ROOT / "data/corpus/real"
 SUPPLEMENT = ROOT / "data/corpus/supplement"
+# feature augmentation by domain (train_crf augment): the prefix of each domain's copy of a feature; hashed features
+# are digits and state-layer features start with "s", so a prefix is never ambiguous
+DOMAIN_PREFIX = {"written": "w", "real": "r", "supplement": "u"}
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
 # (both chosen out-of-fold)
@@ -192,12 +195,13 @@ def supplement_answers(paths: list[Path] | None = None) -> dict[str, tuple[str, 
 
 
 def load_supplement_examples(extractor: EntityExtractor, lac: Any, states: bool = False,
-                             paths: list[Path] | None = None) -> list[Example]:
-    """Written petitions of the organisation supplement (never corpus records, never scored): extra training text in
-    the written corpus's own convention, so of the written domain."""
+                             paths: list[Path] | None = None, domain: str = "written") -> list[Example]:
+    """Written petitions of the organisation supplement (never corpus records, never scored): extra training text
+    written to the written corpus's convention, so of the written domain unless `domain` = "supplement" (its own
+    copies under feature augmentation)."""
     rows = supplement_answers(paths)
     texts = {rid: (text, "sup:" + rid) for rid, (text, _) in rows.items()}
-    return _answer_examples(texts, {rid: orgs for rid, (_, orgs) in rows.items()}, "written", extractor, lac, states)
+    return _answer_examples(texts, {rid: orgs for rid, (_, orgs) in rows.items()}, domain, extractor, lac, states)
 
 
 def _answer_examples(texts: dict[str, tuple[str, str]], answers: dict[str, list[str]], domain: str,
@@ -344,7 +348,7 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
         feats = tagger.features(x.text, x.words, x.marks, lexicons[f])
         tags = _gold_tags(x)
         probs = layers[f].probs(x.states) if states else None  # type: ignore[arg-type]  # checked by fit_state_layer
-        copy = x.domain[0] if augment else ""  # "w" / "r": the domain copy's prefix
+        copy = DOMAIN_PREFIX[x.domain] if augment else ""  # the domain copy's prefix
         for s, e in x.chunks:
             rows = [[str(v) for v in row] for row in feats[s:e].tolist()]
             if probs is None and not augment:
@@ -370,7 +374,7 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
     info = crf.info()
     layer = fit_state_layer(examples, state_c) if states else None
     for (attr, label), weight in info.state_features.items():
-        if attr.startswith("r"):  # the real domain's copies (augment): not served
+        if attr[0] in DOMAIN_PREFIX.values() and attr[0] != DOMAIN_PREFIX["written"]:  # other domains' copies
             continue
         attr = attr.removeprefix("w")  # the written domain's copy adds to the shared weight
         if attr.startswith("s"):

@@ -96,7 +96,7 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
         state_c: float = STATE_C, real: list[Path] | None = None,
-        augment: bool = False, supplement: list[Path] | None = None) -> dict[str, Any]:
+        augment: bool = False, supplement: list[Path] | None = None, supplement_domain: str = "written") -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -111,12 +111,14 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
     fold_of = [outer_fold(x.group, folds) for x in examples]
     # real messages read for organisations: added to every fold's fit, never scored
     extra = load_real_examples(rules, lac, states, real_answers(real or None)) if real is not None else []
-    sup = load_supplement_examples(rules, lac, states, supplement or None) if supplement is not None else []
+    sup = (load_supplement_examples(rules, lac, states, supplement or None, supplement_domain) if supplement is not None
+           else [])
     out: dict[str, Any] = {"records": len(examples), "folds": folds, "frac": frac, "c2": c2, "bits": bits, "per_fold": {}}
     if real is not None:
         out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra), augment=augment)
     if supplement is not None:
-        out.update(supplement_records=len(sup), supplement_org_spans=sum(len(x.gold) for x in sup))
+        out.update(supplement_records=len(sup), supplement_org_spans=sum(len(x.gold) for x in sup),
+                   supplement_domain=supplement_domain, augment=augment)
     extra += sup
     if states:
         out.update(states=True, state_c=state_c)
@@ -155,13 +157,17 @@ def main() -> None:
     ap.add_argument("--supplement", type=Path, nargs="*",
                     help="also fit every fold on the organisation supplement: these files "
                          "(none given: all data/corpus/supplement/orgs_W*.jsonl)")
+    ap.add_argument("--supplement-domain", choices=("written", "supplement"), default="written",
+                    help="the supplement's domain under --augment (its own copies, or the written ones)")
     ap.add_argument("--augment", action="store_true",
-                    help="with --real: feature augmentation by domain (training.orgs.train_crf)")
+                    help="feature augmentation by domain (training.orgs.train_crf): with --real, or --supplement "
+                         "--supplement-domain supplement")
     ap.add_argument("--json", type=Path, help="also write the result here")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
     result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c,
-                 real=args.real, augment=args.augment, supplement=args.supplement)
+                 real=args.real, augment=args.augment, supplement=args.supplement,
+                 supplement_domain=args.supplement_domain)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
