@@ -98,7 +98,7 @@ class Example:
     gold: list[tuple[int, int]]
     chunks: list[tuple[int, int]]
     states: np.ndarray | None = None  # LAC's encoder states (len(text), 256) when loaded with states=True
-    domain: str = "written"  # "real": a real public message read for organisations only (load_real_examples)
+    domain: str = "written"  # a key of DOMAIN_PREFIX: "real" for a real public message read for organisations only
 
 
 def _gold_orgs(rec: dict[str, Any]) -> list[tuple[int, int]]:
@@ -148,18 +148,24 @@ def _files_sha256(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def real_answers(paths: list[Path] | None = None) -> dict[str, list[str]]:
-    """Organisation answers for real public messages (default: all data/corpus/real/orgs_*.jsonl; real/ORGS.md):
-    id → surfaces."""
-    answers: dict[str, list[str]] = {}
-    for path in sorted(REAL.glob("orgs_*.jsonl")) if paths is None else paths:
+def _answer_rows(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """The JSON lines of organisation answer files by id; an id answered twice (in one file or two) is an error."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
         for lineno, line in enumerate(path.open(encoding="utf-8"), 1):
             if line.strip():
                 row = json.loads(line)
-                if row["id"] in answers:
+                if row["id"] in rows:
                     raise ValueError(f"{path.name}:{lineno}: {row['id']} is answered in another line or file")
-                answers[row["id"]] = list(row["orgs"])
-    return answers
+                rows[row["id"]] = row
+    return rows
+
+
+def real_answers(paths: list[Path] | None = None) -> dict[str, list[str]]:
+    """Organisation answers for real public messages (default: all data/corpus/real/orgs_*.jsonl; real/ORGS.md):
+    id → surfaces."""
+    rows = _answer_rows(sorted(REAL.glob("orgs_*.jsonl")) if paths is None else paths)
+    return {rid: list(row["orgs"]) for rid, row in rows.items()}
 
 
 def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = False,
@@ -183,15 +189,8 @@ def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = Fals
 def supplement_answers(paths: list[Path] | None = None) -> dict[str, tuple[str, list[str]]]:
     """The organisation supplement (default: all data/corpus/supplement/orgs_W*.jsonl; supplement/SUPPLEMENT.md):
     id → (text, surfaces)."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    for path in sorted(SUPPLEMENT.glob("orgs_W*.jsonl")) if paths is None else paths:
-        for lineno, line in enumerate(path.open(encoding="utf-8"), 1):
-            if line.strip():
-                row = json.loads(line)
-                if row["id"] in out:
-                    raise ValueError(f"{path.name}:{lineno}: id {row['id']} repeated")
-                out[row["id"]] = (row["text"], list(row["orgs"]))
-    return out
+    rows = _answer_rows(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")) if paths is None else paths)
+    return {rid: (row["text"], list(row["orgs"])) for rid, row in rows.items()}
 
 
 def load_supplement_examples(extractor: EntityExtractor, lac: Any, states: bool = False,
@@ -332,9 +331,9 @@ def train_crf(examples: list[Example], bits: int, c1: float, c2: float, max_iter
     character, the BIOES probabilities of a state layer (fit_state_layer, penalty `state_c`) over LAC's encoder
     states; a training record sees the layer fitted on the other folds, as it sees their lexicon.
     `augment`: feature augmentation by domain (Daumé III, "Frustratingly easy domain adaptation", 2007): every
-    feature is given twice, once shared and once as a copy of its record's domain (written, real), so the penalty
-    lets the shared weights carry what both domains agree on and the copies what differs; the served weight of a
-    feature is its shared weight plus its written copy (the real copies are dropped), so serving is unchanged.
+    feature is given twice, once shared and once as a copy of its record's domain (DOMAIN_PREFIX), so the penalty
+    lets the shared weights carry what the domains agree on and the copies what differs; the served weight of a
+    feature is its shared weight plus its written copy (other domains' copies are dropped), so serving is unchanged.
     """
     import pycrfsuite
 
@@ -453,6 +452,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.states and (args.words != "lac" or args.method != "crf"):
         ap.error("--states needs --words lac and --method crf (only LAC has encoder states); give --no-states")
+    if args.out is None and (args.real or args.supplement):
+        ap.error("--real/--supplement need --out: the shipped tagger's version names its recipe (written train+dev), and "
+                 "neither was chosen out-of-fold (README.md, 'Organisations, session 14')")
     if args.out is None and args.words != "lac":
         ap.error("--words fast needs --out (models/entities/org_tagger_words.npz is the LAC-trained words-only tagger, "
                  "used with both)")
