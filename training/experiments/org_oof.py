@@ -115,11 +115,13 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
            else [])
     out: dict[str, Any] = {"records": len(examples), "folds": folds, "frac": frac, "c2": c2, "bits": bits, "per_fold": {}}
     if real is not None:
-        out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra), augment=augment)
+        out.update(real_records=len(extra), real_org_spans=sum(len(x.gold) for x in extra))
     if supplement is not None:
         out.update(supplement_records=len(sup), supplement_org_spans=sum(len(x.gold) for x in sup),
-                   supplement_domain=supplement_domain, augment=augment)
+                   supplement_domain=supplement_domain)
     extra += sup
+    if augment:
+        out.update(augment=True)
     if states:
         out.update(states=True, state_c=state_c)
     for k in only if only is not None else range(folds):

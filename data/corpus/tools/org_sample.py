@@ -68,7 +68,8 @@ def check(path: Path, texts: dict[str, str] | None = None) -> tuple[list[str], d
     sel_path = WORK / f"org_selection_{who}.jsonl"
     if texts is None:
         if sel_path.exists():
-            texts = {json.loads(x)["id"]: json.loads(x)["text"] for x in sel_path.open(encoding="utf-8") if x.strip()}
+            rows = [json.loads(x) for x in sel_path.open(encoding="utf-8") if x.strip()]
+            texts = {r["id"]: r["text"] for r in rows}
         else:
             texts = train_texts()
     problems: list[str] = []
