@@ -81,6 +81,9 @@ SUPPLEMENT = ROOT / "data/corpus/supplement"
 DOMAIN_PREFIX = {"written": "w", "real": "r", "supplement": "u"}
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
+SEQUENCE_VERSION = "orgs-6"  # orgs-5 + the BiLSTM-CRF sequence layer (training/orgs_neural.py) at SEQUENCE_WEIGHT
+SEQUENCE_WEIGHT = 0.0  # none yet: being chosen out-of-fold (training.experiments.org_neural)
+SEQUENCE_EPOCHS = 6
 # (both chosen out-of-fold)
 STATE_C = 0.01  # the state layer's inverse L2 penalty (orgs-5; out-of-fold over 10/1/0.1/0.03/0.01/0.003)
 WORDS_VERSION = "orgs-3"  # without states (--no-states; models/entities/org_tagger_words.npz, for the fast engine)
@@ -448,8 +451,14 @@ def main() -> None:
                     help="also fit on the organisation supplement (data/corpus/supplement/orgs_W*.jsonl)")
     ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                     help="with --real: feature augmentation by domain (shared + per-domain copies; see train_crf)")
+    ap.add_argument("--sequence-weight", type=float, default=SEQUENCE_WEIGHT,
+                    help="with --states: add a BiLSTM-CRF sequence layer (training/orgs_neural.py, needs torch) at this "
+                         "weight (orgs-6; chosen out-of-fold by training.experiments.org_neural); 0: none (orgs-5)")
+    ap.add_argument("--sequence-epochs", type=int, default=SEQUENCE_EPOCHS)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if not args.states:
+        args.sequence_weight = 0.0  # the sequence layer reads encoder states
     if args.states and (args.words != "lac" or args.method != "crf"):
         ap.error("--states needs --words lac and --method crf (only LAC has encoder states); give --no-states")
     if args.out is None and (args.real or args.supplement):
@@ -492,6 +501,18 @@ def main() -> None:
                               args.augment))
         command = f"--words {args.words} --method crf --c1 {args.c1} --c2 {args.c2} --max-iter {args.max_iter}"
         command += f" --states --state-c {args.state_c}" if args.states else " --no-states"
+        if args.sequence_weight:
+            from training.orgs_neural import train_sequence_layer
+
+            crf = best["tagger"]
+            layer = train_sequence_layer(fit_x, args.sequence_weight, args.sequence_epochs, args.seed, log="sequence layer")
+            history.clear()
+            best.clear()
+            on_epoch(0, OrgTagger(crf.weights_, crf.transitions_, crf.bits, SEQUENCE_VERSION, crf.lexicon, crf.state_layer,
+                                  layer))
+            command += f" --sequence-weight {args.sequence_weight} --sequence-epochs {args.sequence_epochs} --seed {args.seed}"
+        elif args.states:
+            command += " --sequence-weight 0"
         command += " --supplement" if args.supplement else ""
         command += (" --real" + (" --augment" if args.augment else "")) if args.real else ""
     else:

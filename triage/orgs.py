@@ -225,6 +225,142 @@ class StateLayer:
         return self.probs(states) @ self.weights  # type: ignore[no-any-return]
 
 
+class SequenceLayer:
+    """A small neural tagger over each clause chunk whose BIOES scores are added, times `weight`, to the CRF's (orgs-6).
+
+    Per character the inputs are a character embedding, LAC's word label with the character's position in its word,
+    the candidate channels and lexicon matches as one-hots (the CRF's own inputs) and LAC's encoder states; a ReLU
+    projection, then a bidirectional LSTM or two width-3 convolutions per chunk (zero-padded at its edges) and a
+    linear output give five scores; its own CRF transitions are added to the tagger's, times the same weight. Trained
+    with torch (training/orgs_neural.py), run here with numpy: `arrays` holds the weights under the names
+    training/orgs_neural.to_layer writes, `chars` and `labels` the vocabularies.
+    """
+
+    def __init__(self, arrays: Mapping[str, npt.NDArray[np.float32]], chars: str, labels: Sequence[str], weight: float) -> None:
+        self.a = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        self.chars = chars
+        self.labels = list(labels)
+        self.weight = float(weight)
+        self.arch = "cnn" if "conv1_w" in self.a else "lstm"
+        self._char_id = {ch: i + 2 for i, ch in enumerate(chars)}  # 0 padding, 1 unknown
+        self._label_id = {lab: i + 1 for i, lab in enumerate(self.labels)}
+        self._id_table = np.ones(0x10000, dtype=np.int64)  # character ids over the Basic Multilingual Plane
+        for ch, i in self._char_id.items():
+            if ord(ch) < 0x10000:
+                self._id_table[ord(ch)] = i
+        a = self.a
+        # the projection's rows per input block, so one-hots and embeddings are gathered instead of multiplied
+        n_char, n_lab = a["char_emb"].shape[1], a["label_emb"].shape[1]
+        n_hot = 5 * len(CHANNELS) + 25
+        w = a["proj_w"]
+        self._char_proj = a["char_emb"] @ w[:n_char]
+        self._label_proj = a["label_emb"] @ w[n_char:n_char + n_lab]
+        self._hot_proj = np.ascontiguousarray(w[n_char + n_lab:n_char + n_lab + n_hot])
+        self._state_proj = np.ascontiguousarray(w[n_char + n_lab + n_hot:])
+        if self.arch == "lstm":
+            self.hidden = int(a["lstm_whh_f"].shape[1])
+            self._wih = np.ascontiguousarray(np.concatenate([a["lstm_wih_f"], a["lstm_wih_b"]]).T)  # (proj, 8h)
+            self._bias = np.concatenate([a["lstm_b_f"], a["lstm_b_b"]])
+
+    def projected(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+                  lexicon_matches: Sequence[tuple[int, int, int]], states: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """(len(text), projection width): ReLU(inputs · proj_w + proj_b), the inputs' blocks gathered or multiplied."""
+        n = len(text)
+        cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        ids = self._id_table[np.minimum(cp, 0xFFFF)]
+        if cp.max(initial=0) > 0xFFFF:  # beyond the Basic Multilingual Plane: through the dict
+            ids = np.where(cp > 0xFFFF, [self._char_id.get(ch, 1) for ch in text], ids)
+        lab = np.zeros(n, dtype=np.int64)
+        if words:
+            bounds = np.array([(s, e) for s, e, _ in words], dtype=np.int64)
+            label = np.array([self._label_id.get(w, 0) for _, _, w in words], dtype=np.int64)
+            lab[:] = _word_positions(n, bounds, label)
+        x = self._char_proj[ids] + self._label_proj[lab] + np.asarray(states, dtype=np.float32) @ self._state_proj
+        for c, ch in enumerate(CHANNELS):
+            x += self._hot_proj[c * 5 + _bies(n, marks.get(ch, ())).astype(np.int64)]
+        lex = np.zeros(n, dtype=np.int64)
+        for s, e, bucket in lexicon_matches:
+            lex[s:e] = _bies(e - s, [(0, e - s)]).astype(np.int64) * 5 + bucket
+        x += self._hot_proj[5 * len(CHANNELS) + lex]
+        return np.maximum(x + self.a["proj_b"], np.float32(0.0))  # type: ignore[no-any-return]
+
+    def emissions(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+                  lexicon_matches: Sequence[tuple[int, int, int]], states: npt.NDArray[np.float32],
+                  chunks: Sequence[tuple[int, int]]) -> npt.NDArray[np.float32]:
+        """(len(text), 5) BIOES scores (not yet weighted); zero outside the chunks. All chunks run as one batch.
+
+        `lexicon_matches`: the tagger's `Lexicon.matches(text)`."""
+        out = np.zeros((len(text), len(TAGS)), dtype=np.float32)
+        if not chunks:
+            return out
+        x = self.projected(text, words, marks, lexicon_matches, states)
+        if self.arch == "cnn":
+            return self._cnn(x, chunks, out)
+        a, hid = self.a, self.hidden
+        lengths = np.array([e - s for s, e in chunks])
+        t_max = int(lengths.max())
+        steps = np.arange(t_max)
+        valid = steps[None, :] < lengths[:, None]  # (b, t)
+        starts = np.array([s for s, _ in chunks])
+        fwd_idx = np.where(valid, starts[:, None] + steps[None, :], 0)
+        bwd_idx = np.where(valid, starts[:, None] + lengths[:, None] - 1 - steps[None, :], 0)
+        gates = x @ self._wih + self._bias  # (n, 8h): both directions' input gates, once per character
+        h_f = self._run(gates[fwd_idx, :4 * hid], a["lstm_whh_f"])
+        h_b = self._run(gates[bwd_idx, 4 * hid:], a["lstm_whh_b"])
+        out[fwd_idx[valid]] += h_f[valid] @ a["out_w"][:hid] + a["out_b"]
+        out[bwd_idx[valid]] += h_b[valid] @ a["out_w"][hid:]
+        return out
+
+    def _run(self, gates_x: npt.NDArray[np.float32], whh: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """One LSTM direction over (b, t, 4h) input gates, left to right; torch's gate order i, f, g, o."""
+        b, t_max, four = gates_x.shape
+        hid = four // 4
+        whh_t = np.ascontiguousarray(whh.T)
+        h = np.zeros((b, hid), dtype=np.float32)
+        c = np.zeros((b, hid), dtype=np.float32)
+        out = np.empty((b, t_max, hid), dtype=np.float32)
+        for t in range(t_max):
+            g = gates_x[:, t] + h @ whh_t
+            sig = 0.5 * np.tanh(0.5 * g) + 0.5  # the logistic function, for all four gates at once
+            c = sig[:, hid:2 * hid] * c + sig[:, :hid] * np.tanh(g[:, 2 * hid:3 * hid])
+            h = sig[:, 3 * hid:] * np.tanh(c)
+            out[:, t] = h
+        return out
+
+    def _cnn(self, x: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], out: npt.NDArray[np.float32]
+             ) -> npt.NDArray[np.float32]:
+        """Two width-3 ReLU convolutions per chunk: chunks laid end to end with one zero row between them."""
+        a = self.a
+        rows = np.concatenate([np.arange(s, e) for s, e in chunks])
+        place = np.concatenate([np.arange(e - s) + (s_i + 1) for (s, e), s_i in
+                                zip(chunks, np.cumsum([0] + [e - s + 1 for s, e in chunks[:-1]]), strict=True)])
+        size = int(place[-1]) + 2
+        z = np.zeros((size, x.shape[1]), dtype=np.float32)
+        z[place] = x[rows]
+        for name in ("conv1", "conv2"):
+            w, bias = a[name + "_w"], a[name + "_b"]
+            y = np.zeros((size, w.shape[2]), dtype=np.float32)
+            y[1:-1] = z[:-2] @ w[0] + z[1:-1] @ w[1] + z[2:] @ w[2] + bias
+            keep = np.zeros(size, dtype=bool)
+            keep[place] = True
+            z = np.where(keep[:, None], np.maximum(y, np.float32(0.0)), np.float32(0.0))
+        out[rows] = z[place] @ a["out_w"] + a["out_b"]
+        return out
+
+
+def _word_positions(n: int, bounds: npt.NDArray[np.int64], label: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Per character: its word's label id × 5 + its position in the word (1 begin, 2 inside, 3 end, 4 single); 0 outside."""
+    out = np.zeros(n, dtype=np.int64)
+    s, e = bounds[:, 0], bounds[:, 1]
+    length = e - s
+    idx = np.repeat(np.arange(len(bounds)), length)
+    pos = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    size = np.repeat(length, length)
+    code = np.where(size == 1, 4, np.where(pos == 0, 1, np.where(pos == size - 1, 3, 2)))
+    out[np.repeat(s, length) + pos] = label[idx] * 5 + code
+    return out
+
+
 class OrgTagger:
     """BIOES tagger: `spans(text, words, marks[, states])` → organisation (start, end) spans.
 
@@ -233,15 +369,20 @@ class OrgTagger:
     """
 
     def __init__(self, weights: npt.NDArray[np.float32], transitions: npt.NDArray[np.float32], bits: int, version: str,
-                 lexicon: Lexicon | None = None, state_layer: StateLayer | None = None) -> None:
+                 lexicon: Lexicon | None = None, state_layer: StateLayer | None = None,
+                 sequence_layer: SequenceLayer | None = None) -> None:
         self.lexicon = lexicon or Lexicon({})
         self.state_layer = state_layer
+        self.sequence_layer = sequence_layer
+        if sequence_layer is not None and state_layer is None:
+            raise ValueError("a sequence layer reads encoder states: the tagger needs its state layer too")
         self.weights_ = np.ascontiguousarray(weights, dtype=np.float32)  # the same array when it already is one
         self.transitions_ = transitions
         self.bits = bits
         self.version = version
         self._mask = np.uint64((1 << bits) - 1)
-        self._trans = np.where(_ALLOWED, transitions, NEG).astype(np.float32)
+        both = transitions if sequence_layer is None else transitions + sequence_layer.weight * sequence_layer.a["trans"]
+        self._trans = np.where(_ALLOWED, both, NEG).astype(np.float32)
         self._weights_t = np.ascontiguousarray(weights.T)
         kernel()  # compile (or load) the Viterbi and the emission pass now, not at the first petition
         _emission_kernel()
@@ -256,15 +397,21 @@ class OrgTagger:
             weights[z["rows"]] = z["values"].astype(np.float32)
             layer = (StateLayer(z["state_coef"], z["state_bias"], z["state_weights"]) if "state_coef" in z.files
                      else None)
+            seq = meta.get("sequence")
+            sequence = (SequenceLayer({k[4:]: z[k] for k in z.files if k.startswith("seq_")}, seq["chars"], seq["labels"],
+                                      seq["weight"]) if seq else None)
             return cls(weights, z["transitions"].astype(np.float32), int(meta["bits"]), str(meta["version"]),
-                       Lexicon(meta.get("lexicon", {})), layer)
+                       Lexicon(meta.get("lexicon", {})), layer, sequence)
 
     def save(self, path: Path, extra: Mapping[str, object] | None = None) -> None:
         rows = np.flatnonzero(np.any(self.weights_ != 0, axis=1)).astype(np.int32)
         meta = {"version": self.version, "bits": self.bits, "tags": TAGS, "channels": CHANNELS, **(extra or {}),
                 "lexicon": self.lexicon.names}
-        layer = self.state_layer
+        layer, seq = self.state_layer, self.sequence_layer
         arrays = {} if layer is None else {"state_coef": layer.coef, "state_bias": layer.bias, "state_weights": layer.weights}
+        if seq is not None:
+            meta["sequence"] = {"chars": seq.chars, "labels": seq.labels, "weight": seq.weight}
+            arrays.update({"seq_" + k: v for k, v in seq.a.items()})
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
             np.savez_compressed(f, rows=rows, values=self.weights_[rows].astype(np.float32),
@@ -287,21 +434,22 @@ class OrgTagger:
         return ((h ^ (h >> np.uint64(29))) & self._mask).astype(np.int64).T
 
     def text_emissions(self, text: str, words: Sequence[tuple[int, int, str]],
-                       marks: Mapping[str, Sequence[tuple[int, int]]]) -> npt.NDArray[np.float32]:
+                       marks: Mapping[str, Sequence[tuple[int, int]]],
+                       lexicon_matches: Sequence[tuple[int, int, int]] | None = None) -> npt.NDArray[np.float32]:
         """`emissions(features(text, words, marks))`, bit for bit, in one compiled pass (hash, gather, sum)."""
-        atoms, seeds, mul = self._atoms(text, words, marks)
+        atoms, seeds, mul = self._atoms(text, words, marks, matches=lexicon_matches)
         out = np.empty((len(text), len(TAGS)), dtype=np.float32)
         # the cached constants are read-only arrays, a different type to numba: pass (tiny) writable copies
         _emission_kernel()(atoms, seeds[:, 0].copy(), mul.copy(), self._mask, self.weights_, out)
         return out
 
     def _atoms(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
-               lexicon: Lexicon | None = None
+               lexicon: Lexicon | None = None, matches: Sequence[tuple[int, int, int]] | None = None
                ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
         """The feature templates' atoms (templates, width, n) and their hash seeds (templates, 1) and multipliers."""
         n = len(text)
         lex = np.zeros(n, dtype=np.uint64)
-        for s, e, b in (lexicon or self.lexicon).matches(text):
+        for s, e, b in matches if matches is not None else (lexicon or self.lexicon).matches(text):
             pos = _bies(n, [(s, e)])[s:e]
             lex[s:e] = pos * np.uint64(8) + np.uint64(b)
         # the nearest organisation head ending to the right (distance ≤ 12, which head): 砂石|厂, 颐养|院
@@ -366,11 +514,15 @@ class OrgTagger:
         """`states`: (len(text), dim) encoder states, required when `uses_states`."""
         if not text:
             return []
-        em = self.text_emissions(text, words, marks)
+        matches = self.lexicon.matches(text)
+        em = self.text_emissions(text, words, marks, matches)
         if self.state_layer is not None:
             if states is None or len(states) != len(text):
                 raise ValueError("this organisation tagger reads encoder states: pass states of the text's length")
             em = em + self.state_layer.emissions(states)
+            if self.sequence_layer is not None:
+                seq = self.sequence_layer
+                em = em + np.float32(seq.weight) * seq.emissions(text, words, marks, matches, states, self.chunks(text))
         return tags_to_spans(self.decode(em, self.chunks(text, decoding=True)))
 
 

@@ -96,7 +96,8 @@ def f1(tp: int, fp: int, fn: int) -> float:
 
 def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, seed: int = 0, states: bool = False,
         state_c: float = STATE_C, real: list[Path] | None = None,
-        augment: bool = False, supplement: list[Path] | None = None, supplement_domain: str = "written") -> dict[str, Any]:
+        augment: bool = False, supplement: list[Path] | None = None, supplement_domain: str = "written",
+        save_taggers: Path | None = None) -> dict[str, Any]:
     from serving.ner import LacTagger
 
     taxonomy = load_taxonomy()
@@ -132,6 +133,8 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
             keep = set(random.Random(seed + k).sample(groups, round(frac * len(groups))))
             fit = [x for x in fit if x.group in keep]
         tagger = train_crf(fit + extra, bits, 0.0, c2, 200, states=states, state_c=state_c, augment=augment)
+        if save_taggers is not None:  # for decode-time experiments on the same fold taggers (org_rerank)
+            tagger.save(save_taggers / f"fold{k}-of{folds}.npz", {"fold": k, "folds": folds})
         served = EntityExtractor(taxonomy.gazetteer, cached, departments=taxonomy.responsibilities.values(), org_tagger=tagger)
         counts = org_counts(served, [r for r, f in zip(records, fold_of, strict=True) if f == k])
         out["per_fold"][k] = {"fit_records": len(fit), "tp_fp_fn": counts, "f1": f1(*counts),
@@ -165,11 +168,12 @@ def main() -> None:
                     help="feature augmentation by domain (training.orgs.train_crf): with --real, or --supplement "
                          "--supplement-domain supplement")
     ap.add_argument("--json", type=Path, help="also write the result here")
+    ap.add_argument("--save-taggers", type=Path, metavar="DIR", help="also save each fold's tagger as DIR/fold<k>-of<K>.npz")
     args = ap.parse_args()
     only = [int(x) for x in args.only.split(",")] if args.only else None
     result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c,
                  real=args.real, augment=args.augment, supplement=args.supplement,
-                 supplement_domain=args.supplement_domain)
+                 supplement_domain=args.supplement_domain, save_taggers=args.save_taggers)
     text = json.dumps(result, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
