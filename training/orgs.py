@@ -59,6 +59,7 @@ import json
 import logging
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,9 @@ SUPPLEMENT = ROOT / "data/corpus/supplement"
 DOMAIN_PREFIX = {"written": "w", "real": "r", "supplement": "u"}
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
-SEQUENCE_VERSION = "orgs-6"  # orgs-5 + the BiLSTM-CRF sequence layer (training/orgs_neural.py) at SEQUENCE_WEIGHT
+SEQUENCE_VERSION = "orgs-6"  # orgs-5 + the neural sequence layer (training/orgs_neural.py) at SEQUENCE_WEIGHT
 SEQUENCE_WEIGHT = 0.0  # none yet: being chosen out-of-fold (training.experiments.org_neural)
-SEQUENCE_EPOCHS = 6
+SEQUENCE = {"arch": "lstm", "hidden": 96, "proj": 128, "epochs": 6, "data": "written+supplement"}
 # (both chosen out-of-fold)
 STATE_C = 0.01  # the state layer's inverse L2 penalty (orgs-5; out-of-fold over 10/1/0.1/0.03/0.01/0.003)
 WORDS_VERSION = "orgs-3"  # without states (--no-states; models/entities/org_tagger_words.npz, for the fast engine)
@@ -452,9 +453,17 @@ def main() -> None:
     ap.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                     help="with --real: feature augmentation by domain (shared + per-domain copies; see train_crf)")
     ap.add_argument("--sequence-weight", type=float, default=SEQUENCE_WEIGHT,
-                    help="with --states: add a BiLSTM-CRF sequence layer (training/orgs_neural.py, needs torch) at this "
+                    help="with --states: add a neural sequence layer (training/orgs_neural.py, needs torch) at this "
                          "weight (orgs-6; chosen out-of-fold by training.experiments.org_neural); 0: none (orgs-5)")
-    ap.add_argument("--sequence-epochs", type=int, default=SEQUENCE_EPOCHS)
+    ap.add_argument("--sequence-arch", choices=("lstm", "cnn"), default=SEQUENCE["arch"])
+    ap.add_argument("--sequence-hidden", type=int, default=SEQUENCE["hidden"])
+    ap.add_argument("--sequence-proj", type=int, default=SEQUENCE["proj"])
+    ap.add_argument("--sequence-epochs", type=int, default=SEQUENCE["epochs"])
+    ap.add_argument("--sequence-dropout", type=float, default=0.4)
+    ap.add_argument("--sequence-data", choices=("written", "written+supplement", "written+supplement+real"),
+                    default=SEQUENCE["data"],
+                    help="the sequence layer's training records: the CRF's (written) plus the organisation supplement "
+                         "and/or the real messages read for organisations (the CRF itself follows --supplement/--real)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if not args.states:
@@ -479,6 +488,7 @@ def main() -> None:
     dev_x = load_examples("dev", rules, lac, args.states)
     dev_records = [json.loads(line) for line in (CORPUS / "dev.jsonl").open(encoding="utf-8") if line.strip()]
     history: list[dict[str, Any]] = []
+    sequence_card: dict[str, Any] | None = None
     best: dict[str, Any] = {}
 
     def on_epoch(epoch: int, tagger: OrgTagger) -> None:
@@ -505,12 +515,29 @@ def main() -> None:
             from training.orgs_neural import train_sequence_layer
 
             crf = best["tagger"]
-            layer = train_sequence_layer(fit_x, args.sequence_weight, args.sequence_epochs, args.seed, log="sequence layer")
+            seq_x = [*fit_x]
+            seq_x += (sup_x or load_supplement_examples(rules, lac, True)) if "supplement" in args.sequence_data else []
+            seq_x += (real_x or load_real_examples(rules, lac, True)) if "real" in args.sequence_data else []
+            seq_x = list({id(x): x for x in seq_x}.values())  # records the CRF took too (--supplement) count once
+            t0 = time.perf_counter()
+            layer = train_sequence_layer(seq_x, args.sequence_weight, args.sequence_epochs, args.seed, args.sequence_dropout,
+                                         args.sequence_hidden, "sequence layer", args.sequence_proj, args.sequence_arch)
+            sequence_card = {"arch": args.sequence_arch, "hidden": args.sequence_hidden, "proj": args.sequence_proj,
+                             "epochs": args.sequence_epochs, "dropout": args.sequence_dropout, "seed": args.seed,
+                             "weight": args.sequence_weight, "data": args.sequence_data, "records": len(seq_x),
+                             "org_spans": sum(len(x.gold) for x in seq_x), "seconds": round(time.perf_counter() - t0),
+                             "supplement_sha256": _files_sha256(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")))
+                             if "supplement" in args.sequence_data else None,
+                             "real_sha256": _files_sha256(sorted(REAL.glob("orgs_*.jsonl")))
+                             if "real" in args.sequence_data else None}
             history.clear()
             best.clear()
             on_epoch(0, OrgTagger(crf.weights_, crf.transitions_, crf.bits, SEQUENCE_VERSION, crf.lexicon, crf.state_layer,
                                   layer))
-            command += f" --sequence-weight {args.sequence_weight} --sequence-epochs {args.sequence_epochs} --seed {args.seed}"
+            command += (f" --sequence-weight {args.sequence_weight} --sequence-arch {args.sequence_arch}"
+                        f" --sequence-hidden {args.sequence_hidden} --sequence-proj {args.sequence_proj}"
+                        f" --sequence-epochs {args.sequence_epochs} --sequence-dropout {args.sequence_dropout}"
+                        f" --sequence-data {args.sequence_data} --seed {args.seed}")
         elif args.states:
             command += " --sequence-weight 0"
         command += " --supplement" if args.supplement else ""
@@ -539,6 +566,7 @@ def main() -> None:
         "lac": lac.version,
         # dev figures are the served extractor's: tagger spans + convention_orgs where the tagger found nothing
         "extractor": EXTRACTOR_VERSION,
+        "sequence": sequence_card,
     }
     tagger.save(args.out, {"epochs": best["epoch"]})
     card["sha256"] = hashlib.sha256(args.out.read_bytes()).hexdigest()

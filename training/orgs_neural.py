@@ -109,9 +109,12 @@ class BiLstmCrf(nn.Module):
 
 
 def chunk_items(x: Example, vocab: Vocab, lexicon: Lexicon) -> list[tuple[np.ndarray, ...]]:
+    """One training item per chunk; a chunk that a gold span crosses into or out of (a real message's answer with a
+    comma inside the name) has no valid BIOES path, so it is left out rather than given an impossible target."""
     ids, lab, dense = char_inputs(x, vocab, lexicon)
     tags = spans_to_tags(len(x.text), x.gold)
-    return [(ids[a:b], lab[a:b], dense[a:b], x.states[a:b], tags[a:b]) for a, b in x.chunks]
+    return [(ids[a:b], lab[a:b], dense[a:b], x.states[a:b], tags[a:b]) for a, b in x.chunks
+            if _START_OK[tags[a]] and _END_OK[tags[b - 1]]]
 
 
 def batches(items: list[tuple[np.ndarray, ...]], size: int, rng: random.Random) -> list[list[tuple[np.ndarray, ...]]]:

@@ -263,8 +263,10 @@ class SequenceLayer:
             self._bias = np.concatenate([a["lstm_b_f"], a["lstm_b_b"]])
 
     def projected(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
-                  lexicon_matches: Sequence[tuple[int, int, int]], states: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """(len(text), projection width): ReLU(inputs · proj_w + proj_b), the inputs' blocks gathered or multiplied."""
+                  lexicon_matches: Sequence[tuple[int, int, int]], states: npt.NDArray[np.float32],
+                  rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """(len(rows), projection width): ReLU(inputs · proj_w + proj_b) of the characters `rows`, the inputs' blocks
+        gathered (one-hots, embeddings) or multiplied (states)."""
         n = len(text)
         cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         ids = self._id_table[np.minimum(cp, 0xFFFF)]
@@ -275,13 +277,14 @@ class SequenceLayer:
             bounds = np.array([(s, e) for s, e, _ in words], dtype=np.int64)
             label = np.array([self._label_id.get(w, 0) for _, _, w in words], dtype=np.int64)
             lab[:] = _word_positions(n, bounds, label)
-        x = self._char_proj[ids] + self._label_proj[lab] + np.asarray(states, dtype=np.float32) @ self._state_proj
+        x = self._char_proj[ids[rows]] + self._label_proj[lab[rows]]
+        x += np.asarray(states[rows], dtype=np.float32) @ self._state_proj
         for c, ch in enumerate(CHANNELS):
-            x += self._hot_proj[c * 5 + _bies(n, marks.get(ch, ())).astype(np.int64)]
+            x += self._hot_proj[c * 5 + _bies(n, marks.get(ch, ())).astype(np.int64)[rows]]
         lex = np.zeros(n, dtype=np.int64)
         for s, e, bucket in lexicon_matches:
             lex[s:e] = _bies(e - s, [(0, e - s)]).astype(np.int64) * 5 + bucket
-        x += self._hot_proj[5 * len(CHANNELS) + lex]
+        x += self._hot_proj[5 * len(CHANNELS) + lex[rows]]
         return np.maximum(x + self.a["proj_b"], np.float32(0.0))  # type: ignore[no-any-return]
 
     def emissions(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
@@ -293,7 +296,8 @@ class SequenceLayer:
         out = np.zeros((len(text), len(TAGS)), dtype=np.float32)
         if not chunks:
             return out
-        x = self.projected(text, words, marks, lexicon_matches, states)
+        rows = np.concatenate([np.arange(s, e) for s, e in chunks])
+        x = self.projected(text, words, marks, lexicon_matches, states, rows)
         if self.arch == "cnn":
             return self._cnn(x, chunks, out)
         a, hid = self.a, self.hidden
@@ -304,7 +308,8 @@ class SequenceLayer:
         starts = np.array([s for s, _ in chunks])
         fwd_idx = np.where(valid, starts[:, None] + steps[None, :], 0)
         bwd_idx = np.where(valid, starts[:, None] + lengths[:, None] - 1 - steps[None, :], 0)
-        gates = x @ self._wih + self._bias  # (n, 8h): both directions' input gates, once per character
+        gates = np.zeros((len(text), 8 * hid), dtype=np.float32)
+        gates[rows] = x @ self._wih + self._bias  # both directions' input gates, once per character of the chunks
         h_f = self._run(gates[fwd_idx, :4 * hid], a["lstm_whh_f"])
         h_b = self._run(gates[bwd_idx, 4 * hid:], a["lstm_whh_b"])
         out[fwd_idx[valid]] += h_f[valid] @ a["out_w"][:hid] + a["out_b"]
@@ -329,14 +334,16 @@ class SequenceLayer:
 
     def _cnn(self, x: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], out: npt.NDArray[np.float32]
              ) -> npt.NDArray[np.float32]:
-        """Two width-3 ReLU convolutions per chunk: chunks laid end to end with one zero row between them."""
+        """Two width-3 ReLU convolutions per chunk: chunks laid end to end with one zero row between them.
+
+        `x`: the projected characters of the chunks, in order."""
         a = self.a
         rows = np.concatenate([np.arange(s, e) for s, e in chunks])
         place = np.concatenate([np.arange(e - s) + (s_i + 1) for (s, e), s_i in
                                 zip(chunks, np.cumsum([0] + [e - s + 1 for s, e in chunks[:-1]]), strict=True)])
         size = int(place[-1]) + 2
         z = np.zeros((size, x.shape[1]), dtype=np.float32)
-        z[place] = x[rows]
+        z[place] = x
         for name in ("conv1", "conv2"):
             w, bias = a[name + "_w"], a[name + "_b"]
             y = np.zeros((size, w.shape[2]), dtype=np.float32)
@@ -346,6 +353,28 @@ class SequenceLayer:
             z = np.where(keep[:, None], np.maximum(y, np.float32(0.0)), np.float32(0.0))
         out[rows] = z[place] @ a["out_w"] + a["out_b"]
         return out
+
+
+# The candidate sources a chunk must touch for the sequence layer to read it (gazetteer places alone do not count).
+_CANDIDATE_CHANNELS = tuple(ch for ch in CHANNELS if ch != "place")
+
+
+def candidate_chunks(n: int, chunks: Sequence[tuple[int, int]], marks: Mapping[str, Sequence[tuple[int, int]]],
+                     lexicon_matches: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The chunks that overlap an organisation candidate (a department name, a LAC ORG word, a word run or suffix
+    ending in an organisation head, a bare type noun, a head, a lexicon name): the only ones the sequence layer reads.
+    On written dev these are 24% of the chunks (33% of the characters) and hold all 427 gold organisation spans; in
+    the others the CRF decides alone."""
+    touched = np.zeros(n + 1, dtype=np.int64)
+    for ch in _CANDIDATE_CHANNELS:
+        for s, e in marks.get(ch, ()):
+            touched[s] += 1
+            touched[e] -= 1
+    for s, e, _ in lexicon_matches:
+        touched[s] += 1
+        touched[e] -= 1
+    covered = np.concatenate([[0], np.cumsum(np.cumsum(touched)[:n] > 0)])  # covered[i]: candidate characters before i
+    return [(a, b) for a, b in chunks if covered[b] > covered[a]]
 
 
 def _word_positions(n: int, bounds: npt.NDArray[np.int64], label: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -522,7 +551,9 @@ class OrgTagger:
             em = em + self.state_layer.emissions(states)
             if self.sequence_layer is not None:
                 seq = self.sequence_layer
-                em = em + np.float32(seq.weight) * seq.emissions(text, words, marks, matches, states, self.chunks(text))
+                chunks = candidate_chunks(len(text), self.chunks(text), marks, matches)
+                if chunks:
+                    em = em + np.float32(seq.weight) * seq.emissions(text, words, marks, matches, states, chunks)
         return tags_to_spans(self.decode(em, self.chunks(text, decoding=True)))
 
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from training.orgs import Example  # noqa: E402
 from training.orgs_neural import BiLstmCrf, Vocab, chunk_items, collate, fit_model, to_layer  # noqa: E402
-from triage.orgs import CHANNELS, Lexicon, OrgTagger, StateLayer  # noqa: E402
+from triage.orgs import CHANNELS, Lexicon, OrgTagger, StateLayer, candidate_chunks  # noqa: E402
 
 
 def _example(text: str, gold: list[tuple[int, int]], rng: np.random.Generator, group: str) -> Example:
@@ -89,7 +89,9 @@ def test_the_sequence_layer_alone_finds_names_only_its_states_mark() -> None:
         states[s + 1:e - 1, 2] += 1.0
         states[e - 1, 3] += 1.0
         words = [(k, k + 1, "n") for k in range(len(text))]
-        return Example(str(i), str(i), text, words, {ch: [] for ch in CHANNELS}, [(s, e)], OrgTagger.chunks(text), states)
+        marks = {ch: [] for ch in CHANNELS}
+        marks["head"] = [(0, 1)]  # makes the chunk a candidate for the layer; says nothing about where the name is
+        return Example(str(i), str(i), text, words, marks, [(s, e)], OrgTagger.chunks(text), states)
 
     # ~400 optimiser steps (batches of 64 chunks): a layer learns from scratch, so it needs steps more than records
     model, vocab = fit_model([example(i, pool[:300]) for i in range(2000)], epochs=12, seed=0, hidden=8, proj=16,
@@ -102,3 +104,14 @@ def test_the_sequence_layer_alone_finds_names_only_its_states_mark() -> None:
     assert found >= 27, found
     without = OrgTagger(np.zeros((1 << 8, 5), np.float32), np.zeros((5, 5), np.float32), 8, "t", None, zero_state)
     assert sum(without.spans(x.text, x.words, x.marks, x.states) == x.gold for x in unseen) == 0
+
+
+def test_the_layer_reads_only_chunks_that_touch_an_organisation_candidate() -> None:
+    text = "我家住在石桥铺，在巴渝老灶火锅当服务员，老板拖欠工资，找过区人社局。"
+    chunks = OrgTagger.chunks(text)
+    assert len(chunks) == 4
+    marks = {"place": [(4, 7)], "head": [(32, 33)]}
+    lexicon = [(9, 15, 4)]  # 巴渝老灶火锅 as a training name
+    assert candidate_chunks(len(text), chunks, marks, lexicon) == [chunks[1], chunks[3]]  # a place alone is no candidate
+    assert candidate_chunks(len(text), chunks, {"place": [(4, 7)]}, []) == []
+    assert candidate_chunks(len(text), chunks, {"lac_org": [(8, 10)]}, []) == [chunks[1]]

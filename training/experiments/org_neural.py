@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from training.experiments.org_oof import CachedWordStates, f1, org_counts, outer_fold
-from training.orgs import CORPUS, load_examples, load_supplement_examples
+from training.orgs import CORPUS, load_examples, load_real_examples, load_supplement_examples
 from training.orgs_neural import train_sequence_layer
 from triage.entities import EntityExtractor
 from triage.orgs import OrgTagger, SequenceLayer
@@ -56,13 +56,14 @@ def main() -> None:
     ap.add_argument("--arch", choices=("lstm", "cnn"), default="lstm")
     ap.add_argument("--supplement", action="store_true",
                     help="also fit the sequence layer (not the fold CRFs) on the organisation supplement")
+    ap.add_argument("--real", action="store_true",
+                    help="also fit the sequence layer on the real messages read for organisations (data/corpus/real)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    import torch
+
 
     from serving.ner import LacTagger
 
-    torch.set_num_threads(2)
     taxonomy = load_taxonomy()
     lac = LacTagger()
     rules = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values(), org_tagger=None)
@@ -72,8 +73,10 @@ def main() -> None:
     cached = CachedWordStates(lac.version, {x.text: x.words for x in examples}, {x.text: x.states for x in examples})
     fold_of = [outer_fold(x.group, 5) for x in examples]
     extra = load_supplement_examples(rules, lac, True) if args.supplement else []
+    extra += load_real_examples(rules, lac, True) if args.real else []
     out: dict[str, Any] = {"epochs": args.epochs, "seed": args.seed, "dropout": args.dropout, "hidden": args.hidden,
-                           "proj": args.proj, "arch": args.arch, "supplement": args.supplement, "by_weight": {}}
+                           "proj": args.proj, "arch": args.arch, "supplement": args.supplement, "real": args.real,
+                           "by_weight": {}}
     for k in [int(v) for v in args.only.split(",")]:
         t0 = time.perf_counter()
         layer = train_sequence_layer([x for x, f in zip(examples, fold_of, strict=True) if f != k] + extra, 1.0, args.epochs,
