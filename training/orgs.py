@@ -1,9 +1,23 @@
 """Train the organisation tagger (triage/orgs.py) on the written corpus (shipped: TRAIN+DEV), choose out-of-fold.
 
-    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev   # the shipped orgs-5
+    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev   # the shipped orgs-6
+    .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev --sequence-weight 0 \
+        --out var/org_tagger_orgs5.npz   # orgs-5 (the CRF alone; orgs-6's CRF part is these weights exactly)
     .venv/bin/python -m training.orgs --method crf --c1 0 --c2 0.01 --bits 16 --fit train+dev --no-states   # orgs-3
     .venv/bin/python -m training.orgs [--method crf --c1 0 --c2 0.01] [--bits 16] [--fit train|train+dev]
         [--states|--no-states] [--state-c 0.01] [--out PATH]
+
+orgs-6 (issue 6, session 15): orgs-5's CRF, unchanged, plus a neural sequence layer (training/orgs_neural.py,
+triage/orgs.SequenceLayer): a ReLU projection of the same inputs as dense vectors (character embedding, LAC word label
+and position, candidate channels and lexicon as one-hots, LAC's 256 encoder states) and two width-3 convolutions of
+128 channels per clause chunk, trained with its own CRF loss (torch, 6 epochs) on written train+dev plus the
+organisation supplement (data/corpus/supplement; the supplement had not helped the CRF, session 14), its five scores
+and transitions added to the CRF's at weight 2. Served with numpy, and only on chunks that touch an organisation
+candidate. Chosen out-of-fold (`python -m training.experiments.org_neural --crf DIR --supplement --arch cnn --hidden
+64 --proj 128`, the fold CRFs of `org_oof --states --save-taggers DIR`): pooled 0.8652 → 0.8731 / 0.8754 / 0.8747 at
+weight 1 / 2 / 3, every fold up at 2 (0.8701 → 0.8819, 0.8751 → 0.8814, 0.8734 → 0.8774, 0.8497 → 0.8661, 0.8585 →
+0.8704). Compared in the same way (README.md, "Organisations, orgs-6"): a BiLSTM instead of the convolutions, with and
+without the supplement and the real messages read for organisations, and a span reranker over the CRF's marginals.
 
 orgs-5 (issue 6, session 12): the same with the state layer's inverse L2 penalty C 1 → 0.01. Out-of-fold, same 5
 folds, all run in session 12 (`python -m training.experiments.org_oof --states --state-c C`): pooled 0.8599 / 0.8596 /
@@ -83,8 +97,8 @@ DOMAIN_PREFIX = {"written": "w", "real": "r", "supplement": "u"}
 CACHE = ROOT / "var/cache/orgs"
 VERSION = "orgs-5"  # 4: + the state layer over LAC's encoder states (--states, the default); 5: its penalty C 1 → 0.01
 SEQUENCE_VERSION = "orgs-6"  # orgs-5 + the neural sequence layer (training/orgs_neural.py) at SEQUENCE_WEIGHT
-SEQUENCE_WEIGHT = 0.0  # none yet: being chosen out-of-fold (training.experiments.org_neural)
-SEQUENCE = {"arch": "lstm", "hidden": 96, "proj": 128, "epochs": 6, "data": "written+supplement"}
+SEQUENCE_WEIGHT = 2.0  # out-of-fold (training.experiments.org_neural, session 15: 1 / 2 / 3 → 0.8731 / 0.8754 / 0.8747)
+SEQUENCE = {"arch": "cnn", "hidden": 64, "proj": 128, "epochs": 6, "data": "written+supplement"}
 # (both chosen out-of-fold)
 STATE_C = 0.01  # the state layer's inverse L2 penalty (orgs-5; out-of-fold over 10/1/0.1/0.03/0.01/0.003)
 WORDS_VERSION = "orgs-3"  # without states (--no-states; models/entities/org_tagger_words.npz, for the fast engine)

@@ -148,7 +148,20 @@ def train_sequence_layer(fit: list[Example], weight: float, epochs: int = 6, see
 
 def fit_model(fit: list[Example], epochs: int = 6, seed: int = 0, dropout: float = 0.4, hidden: int = 96,
               log: str = "", proj: int = 128, arch: str = "lstm") -> tuple[BiLstmCrf, Vocab]:
-    """The torch model and its vocabularies (Adam 2e-3, cosine schedule, batches of 64 chunks of similar length)."""
+    """The torch model and its vocabularies (Adam 2e-3, cosine schedule, batches of 64 chunks of similar length).
+
+    One torch thread: the sums then come out in one order, so a retrain reproduces the artifact on the same kind of
+    machine (with two threads the weights differ in the last bits, and a fold's F1 by up to ±0.003)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_model(fit, epochs, seed, dropout, hidden, log, proj, arch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_model(fit: list[Example], epochs: int, seed: int, dropout: float, hidden: int, log: str, proj: int,
+               arch: str) -> tuple[BiLstmCrf, Vocab]:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     vocab = Vocab([x.text for x in fit], [w for x in fit for _, _, w in x.words])

@@ -8,9 +8,12 @@ fitted with python-crfsuite; an averaged structured perceptron as the alternativ
 features of the surrounding characters, the LAC word label and word, and every candidate source's position
 (begin/inside/end/single); first-order transitions; Viterbi decoding per clause chunk (triage/viterbi.py). numpy
 and two numba-compiled loops at serve time: the weights are one `.npz` (trained by `python -m training.orgs`, artifact
-in models/entities/). The shipped tagger (orgs-5) also reads LAC's pretrained encoder states per character through a
-`StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); `org_tagger_words.npz`
-(orgs-3) is the same without it, for word taggers without states.
+in models/entities/). The shipped tagger (orgs-6; orgs-5 before it) also reads LAC's pretrained encoder states per
+character through a `StateLayer` (a logistic regression to five BIOES probabilities, weighed by the CRF); orgs-6 adds
+a `SequenceLayer`, a small convolutional network over the same inputs and those states, trained with its own CRF loss
+(torch, offline) and run here with numpy on the chunks that touch an organisation candidate, its scores and
+transitions added to the CRF's at a weight chosen out-of-fold. `org_tagger_words.npz` (orgs-3) is the CRF without
+either, for word taggers without states.
 """
 
 from __future__ import annotations

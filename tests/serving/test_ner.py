@@ -139,7 +139,8 @@ def test_served_extractor_feeds_lac_states_to_the_organisation_tagger(lac: LacTa
 
     taxonomy = load_taxonomy()
     x = EntityExtractor(taxonomy.gazetteer, lac, departments=taxonomy.responsibilities.values())
-    assert x.org_tagger is not None and x.org_tagger.uses_states and x.version.endswith("+orgs-5")
+    assert x.org_tagger is not None and x.org_tagger.uses_states and x.version.endswith("+orgs-6")
+    assert x.org_tagger.sequence_layer is not None and x.org_tagger.sequence_layer.arch == "cnn"
     lines = (ROOT / "data/corpus/written/dev.jsonl").read_text(encoding="utf-8").splitlines()[:40]
     tp = fp = fn = 0
     for line in lines:

@@ -364,7 +364,7 @@ def test_extractor_takes_the_words_only_tagger_without_encoder_states(taxonomy) 
     x = EntityExtractor(taxonomy.gazetteer, words_only, departments=taxonomy.responsibilities.values())
     assert x.org_tagger is not None and not x.org_tagger.uses_states
     shipped = load_org_tagger()
-    assert shipped is not None and shipped.uses_states  # orgs-5 reads LAC's encoder states
+    assert shipped is not None and shipped.uses_states  # orgs-6 reads LAC's encoder states (state and sequence layers)
     assert x.org_tagger is load_org_tagger(ORG_TAGGER_WORDS_PATH)
     with pytest.raises(ValueError, match="words_states"):
         EntityExtractor(taxonomy.gazetteer, words_only, org_tagger=shipped)

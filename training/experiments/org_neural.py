@@ -58,6 +58,8 @@ def main() -> None:
                     help="also fit the sequence layer (not the fold CRFs) on the organisation supplement")
     ap.add_argument("--real", action="store_true",
                     help="also fit the sequence layer on the real messages read for organisations (data/corpus/real)")
+    ap.add_argument("--save-taggers", type=Path, metavar="DIR",
+                    help="also save each fold's combined tagger as DIR/fold<k>-w<weight>.npz (for decode-time experiments)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -87,6 +89,9 @@ def main() -> None:
         taggers = {str(w): combined(crf, layer, w) for w in args.weights}
         if args.alone:
             taggers["alone"] = alone(crf, layer)
+        if args.save_taggers:
+            for name, tagger in taggers.items():
+                tagger.save(args.save_taggers / f"fold{k}-w{name}.npz", {"fold": k, "folds": 5})
         for name, tagger in taggers.items():
             served = EntityExtractor(taxonomy.gazetteer, cached, departments=taxonomy.responsibilities.values(),
                                      org_tagger=tagger)
