@@ -85,6 +85,40 @@ def test_nested_repeats_of_a_found_name() -> None:
     assert nested_repeats("顺达物流有限公司，顺达物流", [(2, 8), (9, 13)]) == []
 
 
+def test_free_repeats_add_the_other_occurrences_of_a_found_name() -> None:
+    from triage.entities import free_repeats
+
+    text = "潼柠公司只愿意按低价收购，我们找过潼柠公司三次，惠康公司也不管，请督促潼柠公司履约"
+    first = text.index("潼柠公司")
+    second, third = text.index("潼柠公司", first + 1), text.rindex("潼柠公司")
+    found = [(first, first + 4)]
+    assert free_repeats(text, found, found) == [(second, second + 4), (third, third + 4)]
+    # an occurrence overlapping an entity already taken (a person, a longer name) is left alone
+    assert free_repeats(text, found, [*found, (second - 1, second + 2)]) == [(third, third + 4)]
+    # single characters never spread; two found names each spread, never onto each other's span
+    assert free_repeats("厂里说厂医院会管，厂", [(0, 1)], [(0, 1)]) == []
+    assert free_repeats("区政府和镇政府，区政府", [(0, 3), (4, 7)], [(0, 3), (4, 7)]) == [(8, 11)]
+
+
+def test_extractor_marks_every_occurrence_of_a_name_it_found_once(taxonomy) -> None:  # type: ignore[no-untyped-def]
+    """The served extractor: whatever found the name once (tagger, convention, short name), every free occurrence is an
+    organisation too, as the corpus annotates them."""
+    class OneName:  # a word tagger whose only organisation word is the first 家美装饰
+        version = "one-name"
+
+        def words(self, text: str) -> list[tuple[int, int, str]]:
+            i = text.index("家美装饰")
+            return [(i, i + 4, "ORG")]
+
+        def tag(self, text: str) -> list[tuple[int, int, str]]:
+            return self.words(text)
+
+    x = EntityExtractor(taxonomy.gazetteer, OneName(), org_tagger=None)
+    text = "家美装饰收了定金不开工，再去找家美装饰，店门关了。"
+    orgs = [(e.start, e.end, e.source) for e in x.extract(text).items if e.type == "org"]
+    assert [(s, e) for s, e, _ in orgs] == [(0, 4), (15, 19)] and orgs[1][2] == "repeat"
+
+
 def test_trim_orgs_before_company_names(taxonomy) -> None:  # type: ignore[no-untyped-def]
     from triage.entities import trim_orgs
 
