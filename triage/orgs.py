@@ -239,8 +239,10 @@ class SequenceLayer:
     training/orgs_neural.to_layer writes, `chars` and `labels` the vocabularies.
     """
 
-    def __init__(self, arrays: Mapping[str, npt.NDArray[np.float32]], chars: str, labels: Sequence[str], weight: float) -> None:
+    def __init__(self, arrays: Mapping[str, npt.NDArray[np.float32]], chars: str, labels: Sequence[str], weight: float,
+                 all_chunks: bool = False) -> None:
         self.a = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        self.all_chunks = all_chunks  # read every chunk, not only candidate_chunks (experiments; ~2.5× the time)
         self.chars = chars
         self.labels = list(labels)
         self.weight = float(weight)
@@ -347,13 +349,13 @@ class SequenceLayer:
         size = int(place[-1]) + 2
         z = np.zeros((size, x.shape[1]), dtype=np.float32)
         z[place] = x
+        keep = np.zeros((size, 1), dtype=bool)
+        keep[place] = True
         for name in ("conv1", "conv2"):
             w, bias = a[name + "_w"], a[name + "_b"]
             y = np.zeros((size, w.shape[2]), dtype=np.float32)
             y[1:-1] = z[:-2] @ w[0] + z[1:-1] @ w[1] + z[2:] @ w[2] + bias
-            keep = np.zeros(size, dtype=bool)
-            keep[place] = True
-            z = np.where(keep[:, None], np.maximum(y, np.float32(0.0)), np.float32(0.0))
+            z = np.where(keep, np.maximum(y, np.float32(0.0)), np.float32(0.0))
         out[rows] = z[place] @ a["out_w"] + a["out_b"]
         return out
 
@@ -554,7 +556,8 @@ class OrgTagger:
             em = em + self.state_layer.emissions(states)
             if self.sequence_layer is not None:
                 seq = self.sequence_layer
-                chunks = candidate_chunks(len(text), self.chunks(text), marks, matches)
+                chunks = self.chunks(text)
+                chunks = chunks if seq.all_chunks else candidate_chunks(len(text), chunks, marks, matches)
                 if chunks:
                     em = em + np.float32(seq.weight) * seq.emissions(text, words, marks, matches, states, chunks)
         return tags_to_spans(self.decode(em, self.chunks(text, decoding=True)))

@@ -2,12 +2,17 @@
 
     .venv/bin/python -m training.experiments.org_oof --states --save-taggers var/taggers/base   # the fold CRFs, once
     .venv/bin/python -m training.experiments.org_neural --crf var/taggers/base [--only 0,3] [--weights 0 0.5 1 2]
-        [--epochs 6] [--seed 0] [--json var/oof/neural.json]
+        [--arch lstm|cnn] [--hidden 96] [--proj 128] [--epochs 6] [--seed 0] [--supplement] [--real] [--alone]
+        [--all-chunks] [--save-taggers DIR] [--json var/oof/neural.json]
+    # orgs-6: --supplement --arch cnn --hidden 64 --proj 128, weight 2
 
 The same yardstick as training.experiments.org_oof (folds by record group over written train+dev, the whole served
 extractor, the test split never read): for each fold, a BiLSTM-CRF is fitted on the other folds and added, times each
 weight, to that fold's feature CRF — the served OrgTagger with a SequenceLayer, exactly as it ships. Weight 0 is the
-fold CRF alone (org_oof's own figure, reproduced), "alone" the BiLSTM-CRF without the feature CRF's scores.
+fold CRF alone (org_oof's own figure, reproduced), "alone" the layer without the feature CRF's scores. The layer reads
+only the chunks touching an organisation candidate, as served (`--all-chunks`: every chunk, as the session's first
+runs did). `--save-taggers DIR` keeps each fold's combined tagger for decode-time experiments (entities-9 was chosen
+on orgs-6's).
 """
 
 from __future__ import annotations
@@ -29,17 +34,18 @@ from triage.orgs import OrgTagger, SequenceLayer
 from triage.taxonomy import load_taxonomy
 
 
-def combined(crf: OrgTagger, layer: SequenceLayer, weight: float) -> OrgTagger:
+def combined(crf: OrgTagger, layer: SequenceLayer, weight: float, all_chunks: bool = False) -> OrgTagger:
     return OrgTagger(crf.weights_, crf.transitions_, crf.bits, crf.version + "+seq", crf.lexicon, crf.state_layer,
-                     SequenceLayer(layer.a, layer.chars, layer.labels, weight))
+                     SequenceLayer(layer.a, layer.chars, layer.labels, weight, all_chunks))
 
 
 def alone(crf: OrgTagger, layer: SequenceLayer) -> OrgTagger:
-    """The sequence layer's own scores and transitions only (the feature CRF's weights zeroed, its lexicon kept)."""
+    """The sequence layer's own scores and transitions only, on every chunk (the feature CRF's weights zeroed, its
+    lexicon kept: with the CRF gone, a chunk the layer skipped would have no scores at all)."""
     return OrgTagger(np.zeros_like(crf.weights_), np.zeros_like(crf.transitions_), crf.bits, "seq-alone", crf.lexicon,
                      type(crf.state_layer)(crf.state_layer.coef, crf.state_layer.bias,  # type: ignore[union-attr]
                                            np.zeros_like(crf.state_layer.weights)),  # type: ignore[union-attr]
-                     SequenceLayer(layer.a, layer.chars, layer.labels, 1.0))
+                     SequenceLayer(layer.a, layer.chars, layer.labels, 1.0, all_chunks=True))
 
 
 def main() -> None:
@@ -47,7 +53,10 @@ def main() -> None:
     ap.add_argument("--crf", type=Path, required=True, help="org_oof --save-taggers DIR")
     ap.add_argument("--only", default="0,1,2,3,4")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
-    ap.add_argument("--alone", action="store_true", help="also score the sequence layer alone")
+    ap.add_argument("--alone", action="store_true", help="also score the sequence layer alone (on every chunk)")
+    ap.add_argument("--all-chunks", action="store_true",
+                    help="the layer reads every chunk, not only those touching a candidate (as served; session 15's "
+                         "runs before `candidate_chunks` existed read every chunk)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dropout", type=float, default=0.4)
@@ -78,6 +87,7 @@ def main() -> None:
     extra += load_real_examples(rules, lac, True) if args.real else []
     out: dict[str, Any] = {"epochs": args.epochs, "seed": args.seed, "dropout": args.dropout, "hidden": args.hidden,
                            "proj": args.proj, "arch": args.arch, "supplement": args.supplement, "real": args.real,
+                           "all_chunks": args.all_chunks,
                            "by_weight": {}}
     for k in [int(v) for v in args.only.split(",")]:
         t0 = time.perf_counter()
@@ -86,7 +96,7 @@ def main() -> None:
                                      arch=args.arch)
         crf = OrgTagger.load(args.crf / f"fold{k}-of5.npz")
         held_out = [r for r, f in zip(records, fold_of, strict=True) if f == k]
-        taggers = {str(w): combined(crf, layer, w) for w in args.weights}
+        taggers = {str(w): combined(crf, layer, w, args.all_chunks) for w in args.weights}
         if args.alone:
             taggers["alone"] = alone(crf, layer)
         if args.save_taggers:
