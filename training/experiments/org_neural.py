@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from training.experiments.org_oof import CachedWordStates, f1, org_counts, outer_fold
+from training.experiments.org_oof import CachedWordStates, emit, f1, org_counts, outer_fold
 from training.orgs import CORPUS, load_examples, load_real_examples, load_supplement_examples
 from training.orgs_neural import train_sequence_layer
 from triage.entities import EntityExtractor
@@ -112,11 +112,7 @@ def main() -> None:
     for by_fold in out["by_weight"].values():
         pooled = [sum(v["tp_fp_fn"][i] for v in by_fold.values()) for i in range(3)]
         by_fold["pooled"] = {"tp_fp_fn": pooled, "f1": f1(*pooled)}
-    text = json.dumps(out, indent=1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,15 @@ def run(folds: int, only: list[int] | None, frac: float, c2: float, bits: int, s
     return out
 
 
+def emit(result: dict[str, Any], path: Path | None) -> None:
+    """Print a harness's result as JSON, and also write it to `path` when given (the experiments' common output)."""
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=5)
@@ -174,11 +183,7 @@ def main() -> None:
     result = run(args.folds, only, args.frac, args.c2, args.bits, states=args.states, state_c=args.state_c,
                  real=args.real, augment=args.augment, supplement=args.supplement,
                  supplement_domain=args.supplement_domain, save_taggers=args.save_taggers)
-    text = json.dumps(result, ensure_ascii=False, indent=1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

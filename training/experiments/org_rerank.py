@@ -15,7 +15,6 @@ same run as the baseline. The test split is never read.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import Counter
@@ -27,7 +26,7 @@ from scipy import sparse
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.linear_model import LogisticRegression
 
-from training.experiments.org_oof import outer_fold
+from training.experiments.org_oof import emit, f1, outer_fold
 from training.orgs import Example, load_examples
 from triage.entities import EntityExtractor
 from triage.orgs import _ALLOWED, _B, _E, _END_OK, _I, _S, _START_OK, OrgTagger, tags_to_spans
@@ -152,10 +151,6 @@ def counts(pred: list[tuple[int, int]], gold: list[tuple[int, int]]) -> tuple[in
     return len(p & g), len(p - g), len(g - p)
 
 
-def f1(tp: int, fp: int, fn: int) -> float:
-    return round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--taggers", type=Path, required=True)
@@ -224,11 +219,7 @@ def main() -> None:
         print(f"fold {k} done", file=sys.stderr, flush=True)
     result["viterbi"] = {"tp_fp_fn": base, "f1": f1(*base)}
     result["rerank"] = {key: {"tp_fp_fn": v, "f1": f1(*v)} for key, v in grid.items()}
-    text = json.dumps(result, indent=1)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
