@@ -1,11 +1,12 @@
-"""The organisation tagger's sequence layer: a BiLSTM-CRF over LAC's encoder states, trained with torch (orgs-6).
+"""The organisation tagger's sequence layer, trained with torch (orgs-6): a small neural tagger with its own CRF loss.
 
 The feature CRF (training/orgs.py) decides organisation spans from hashed local features; this layer reads the same
 inputs as dense vectors — a character embedding, LAC's word label with the character's position in its word, the
-candidate channels and lexicon matches as one-hots, LAC's 256 encoder states — through one bidirectional LSTM per
-clause chunk, trained with its own CRF loss. Serving adds its scores and transitions, times a weight chosen
-out-of-fold, to the CRF's (triage/orgs.SequenceLayer, numpy). A training record sees the lexicon built on the other
-lexicon folds, as the CRF's records do. Needs torch (the `transformer` extra); serving does not.
+candidate channels and lexicon matches as one-hots, LAC's 256 encoder states — through a ReLU projection and then
+either two width-3 convolutions (`arch` "cnn", shipped in orgs-6) or one bidirectional LSTM ("lstm") per clause
+chunk, trained with its own CRF loss. Serving adds its scores and transitions, times a weight chosen out-of-fold, to
+the CRF's (triage/orgs.SequenceLayer, numpy). A training record sees the lexicon built on the other lexicon folds, as
+the CRF's records do. Needs torch (the `transformer` extra); serving does not.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def char_inputs(x: Example, vocab: Vocab, lexicon: Lexicon) -> tuple[np.ndarray,
     return ids, lab, dense
 
 
-class BiLstmCrf(nn.Module):
+class SequenceModel(nn.Module):
     """Inputs → ReLU projection → a BiLSTM (`arch` "lstm") or two width-3 convolutions ("cnn") → five scores; CRF loss."""
 
     def __init__(self, n_chars: int, n_labels: int, dense_dim: int, state_dim: int = 256, hidden: int = 96,
@@ -142,12 +143,12 @@ def collate(batch: list[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
 
 def train_sequence_layer(fit: list[Example], weight: float, epochs: int = 6, seed: int = 0, dropout: float = 0.4,
                          hidden: int = 96, log: str = "", proj: int = 128, arch: str = "lstm") -> SequenceLayer:
-    """Fit the BiLSTM-CRF on `fit` (written records with LAC states) and return it as a serving layer."""
+    """Fit the sequence model on `fit` (records with LAC states) and return it as a serving layer."""
     return to_layer(*fit_model(fit, epochs, seed, dropout, hidden, log, proj, arch), weight)
 
 
 def fit_model(fit: list[Example], epochs: int = 6, seed: int = 0, dropout: float = 0.4, hidden: int = 96,
-              log: str = "", proj: int = 128, arch: str = "lstm") -> tuple[BiLstmCrf, Vocab]:
+              log: str = "", proj: int = 128, arch: str = "lstm") -> tuple[SequenceModel, Vocab]:
     """The torch model and its vocabularies (Adam 2e-3, cosine schedule, batches of 64 chunks of similar length).
 
     One torch thread: the sums then come out in one order, so a retrain reproduces the artifact on the same kind of
@@ -161,7 +162,7 @@ def fit_model(fit: list[Example], epochs: int = 6, seed: int = 0, dropout: float
 
 
 def _fit_model(fit: list[Example], epochs: int, seed: int, dropout: float, hidden: int, log: str, proj: int,
-               arch: str) -> tuple[BiLstmCrf, Vocab]:
+               arch: str) -> tuple[SequenceModel, Vocab]:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     vocab = Vocab([x.text for x in fit], [w for x in fit for _, _, w in x.words])
@@ -169,7 +170,7 @@ def _fit_model(fit: list[Example], epochs: int, seed: int, dropout: float, hidde
     lexicons = [build_lexicon([x for x, f in zip(fit, fold_of, strict=True) if f != k]) for k in range(5)]
     items = [it for x, f in zip(fit, fold_of, strict=True) for it in chunk_items(x, vocab, lexicons[f])]
     dense_dim = items[0][2].shape[1]
-    model = BiLstmCrf(len(vocab.chars) + 2, (len(vocab.labels) + 1) * 5, dense_dim, hidden=hidden, dropout=dropout,
+    model = SequenceModel(len(vocab.chars) + 2, (len(vocab.labels) + 1) * 5, dense_dim, hidden=hidden, dropout=dropout,
                       proj=proj, arch=arch)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -192,7 +193,7 @@ def _fit_model(fit: list[Example], epochs: int, seed: int, dropout: float, hidde
     return model.eval(), vocab
 
 
-def to_layer(model: BiLstmCrf, vocab: Vocab, weight: float) -> SequenceLayer:
+def to_layer(model: SequenceModel, vocab: Vocab, weight: float) -> SequenceLayer:
     """The trained torch model's weights as triage.orgs.SequenceLayer arrays (torch's gate order kept)."""
     def arr(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().numpy().astype(np.float32)

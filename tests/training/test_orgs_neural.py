@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.orgs import Example  # noqa: E402
-from training.orgs_neural import BiLstmCrf, Vocab, chunk_items, collate, fit_model, to_layer  # noqa: E402
+from training.orgs_neural import SequenceModel, Vocab, chunk_items, collate, fit_model, to_layer  # noqa: E402
 from triage.orgs import CHANNELS, Lexicon, OrgTagger, StateLayer, candidate_chunks  # noqa: E402
 
 
@@ -31,14 +31,14 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module", params=["lstm", "cnn"])
-def trained(request: pytest.FixtureRequest) -> tuple[BiLstmCrf, Vocab, list[Example]]:
+def trained(request: pytest.FixtureRequest) -> tuple[SequenceModel, Vocab, list[Example]]:
     rng = np.random.default_rng(0)
     examples = [_example(t, g, rng, f"g{i}-{k}") for k in range(3) for i, (t, g) in enumerate(TEXTS)]
     model, vocab = fit_model(examples, epochs=2, seed=0, hidden=8, proj=16, arch=request.param)
     return model, vocab, examples
 
 
-def test_numpy_emissions_match_the_torch_model_on_every_chunk(trained: tuple[BiLstmCrf, Vocab, list[Example]]) -> None:
+def test_numpy_emissions_match_the_torch_model_on_every_chunk(trained: tuple[SequenceModel, Vocab, list[Example]]) -> None:
     model, vocab, examples = trained
     layer = to_layer(model, vocab, 1.5)
     lexicon = Lexicon({"顺达物流有限公司": 4, "区人社局": 3})
@@ -56,7 +56,7 @@ def test_numpy_emissions_match_the_torch_model_on_every_chunk(trained: tuple[BiL
 
 
 def test_a_tagger_with_a_sequence_layer_saves_and_loads_it(tmp_path: Path,
-                                                          trained: tuple[BiLstmCrf, Vocab, list[Example]]) -> None:
+                                                          trained: tuple[SequenceModel, Vocab, list[Example]]) -> None:
     model, vocab, examples = trained
     layer = to_layer(model, vocab, 1.5)
     state = StateLayer(np.zeros((256, 5), np.float32), np.zeros(5, np.float32), np.eye(5, dtype=np.float32))

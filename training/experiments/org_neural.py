@@ -7,7 +7,7 @@
     # orgs-6: --supplement --arch cnn --hidden 64 --proj 128, weight 2
 
 The same yardstick as training.experiments.org_oof (folds by record group over written train+dev, the whole served
-extractor, the test split never read): for each fold, a BiLSTM-CRF is fitted on the other folds and added, times each
+extractor, the test split never read): for each fold, a sequence layer is fitted on the other folds and added, times each
 weight, to that fold's feature CRF — the served OrgTagger with a SequenceLayer, exactly as it ships. Weight 0 is the
 fold CRF alone (org_oof's own figure, reproduced), "alone" the layer without the feature CRF's scores. The layer reads
 only the chunks touching an organisation candidate, as served (`--all-chunks`: every chunk, as the session's first
