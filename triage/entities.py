@@ -16,6 +16,7 @@ import functools
 import itertools
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 # 8: one more convention name where the tagger found nothing: an unnamed institution after its place
 #    (`unnamed_institutions`: 万州区某医院, 北碚区歇马街道某小学)
 # 9: every other free occurrence of a found organisation name (`free_repeats`)
-EXTRACTOR_VERSION = "entities-9"
+# 10: organisation spans lose symbols/punctuation at their ends (`trim_orgs`; no written text changes)
+EXTRACTOR_VERSION = "entities-10"
 ORG_TAGGER_PATH = Path(__file__).resolve().parent.parent / "models/entities/org_tagger.npz"
 # The words-only tagger for word taggers without encoder states (the fast engine): orgs-3.
 ORG_TAGGER_WORDS_PATH = ORG_TAGGER_PATH.with_name("org_tagger_words.npz")
@@ -312,19 +314,30 @@ _COMPANY_KEEPS_DISTRICT = re.compile("^(?:重庆|某|一家|一所)|投资")
 
 
 def trim_orgs(text: str, spans: Iterable[tuple[int, int]], places: Iterable[_Span]) -> list[tuple[int, int]]:
-    """The tagger's organisation spans without a leading 区 name before a company name, and without bare digits.
+    """The tagger's organisation spans without a leading 区 name before a company name, without bare digits, and
+    without symbols or punctuation at either end.
 
-    Digits alone (the hotline 12345) are no organisation in 26 of their 35 written/train occurrences.
+    Digits alone (the hotline 12345) are no organisation in 26 of their 35 written/train occurrences. No written
+    train/dev organisation name starts or ends with a symbol, punctuation mark, space or control character; a tagger
+    span can (an emoji before a shop name in a web message: “😀巴渝老灶火锅公司”), so those ends are cut (entities-10).
     """
     district_end = {p.start: p.end for p in places if p.value in ("district", "zone") and text[p.end - 1] == "区"}
     out = []
     for s, e in spans:
+        while s < e and unicodedata.category(text[s])[0] in _NOT_NAME_EDGE:
+            s += 1
+        while e > s and unicodedata.category(text[e - 1])[0] in _NOT_NAME_EDGE:
+            e -= 1
         cut = district_end.get(s, e)
         if e - cut >= 4 and _COMPANY_END.search(text[cut:e]) and not _COMPANY_KEEPS_DISTRICT.search(text[cut:e]):
             s = cut
-        if not text[s:e].isdigit():
+        if e > s and not text[s:e].isdigit():
             out.append((s, e))
     return out
+
+
+# Unicode major categories no organisation name starts or ends with: symbols, punctuation, separators, others.
+_NOT_NAME_EDGE = frozenset("SPZC")
 
 
 def free_repeats(text: str, spans: Iterable[tuple[int, int]], taken: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

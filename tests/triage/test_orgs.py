@@ -131,6 +131,9 @@ def test_trim_orgs_before_company_names(taxonomy) -> None:  # type: ignore[no-un
     text = "我在永川区快行汽车租赁公司开车，找过九龙坡区税务局、黔江区文旅投资集团、垫江县水务公司、江北区某物流公司，打过12345"
     assert trimmed(text, "永川区快行汽车租赁公司", "九龙坡区税务局", "黔江区文旅投资集团", "垫江县水务公司", "江北区某物流公司",
                    "12345") == ["快行汽车租赁公司", "九龙坡区税务局", "黔江区文旅投资集团", "垫江县水务公司", "江北区某物流公司"]
+    # symbols and punctuation never begin or end a name; a span of nothing else is dropped
+    text = "今天😀巴渝老灶火锅公司✨又关门了，找“区人社局”…"
+    assert trimmed(text, "😀巴渝老灶火锅公司✨", "“区人社局”", "…") == ["巴渝老灶火锅公司", "区人社局"]
 
 
 def test_lexicon_matches_longest_with_its_bucket() -> None:
