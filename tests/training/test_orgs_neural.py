@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.factories import state_marked_example
+
 torch = pytest.importorskip("torch")
 
 from training.orgs import Example  # noqa: E402
@@ -77,21 +79,11 @@ def test_the_sequence_layer_alone_finds_names_only_its_states_mark() -> None:
     """Random characters and words: only the encoder states tell where the names are, and the layer learns it."""
     rng = np.random.default_rng(5)
     pool = [chr(c) for c in range(0x4E00, 0x4E00 + 400)]
+    # the head mark makes each chunk a candidate for the layer; it says nothing about where the name is
+    marks = {**{ch: [] for ch in CHANNELS}, "head": [(0, 1)]}
 
     def example(i: int, chars: list[str]) -> Example:
-        pre, name, post = (int(rng.integers(a, b)) for a, b in ((1, 5), (3, 6), (1, 5)))
-        text = "".join(rng.choice(chars, size=pre + name + post))
-        s, e = pre, pre + name
-        states = rng.normal(0, 0.05, (len(text), 256)).astype(np.float32)
-        states[:, 0] += 1.0
-        states[s:e, 0] -= 1.0
-        states[s, 1] += 1.0
-        states[s + 1:e - 1, 2] += 1.0
-        states[e - 1, 3] += 1.0
-        words = [(k, k + 1, "n") for k in range(len(text))]
-        marks = {ch: [] for ch in CHANNELS}
-        marks["head"] = [(0, 1)]  # makes the chunk a candidate for the layer; says nothing about where the name is
-        return Example(str(i), str(i), text, words, marks, [(s, e)], OrgTagger.chunks(text), states)
+        return state_marked_example(i, chars, rng, dim=256, marks=marks)
 
     # ~400 optimiser steps (batches of 64 chunks): a layer learns from scratch, so it needs steps more than records
     model, vocab = fit_model([example(i, pool[:300]) for i in range(2000)], epochs=12, seed=0, hidden=8, proj=16,

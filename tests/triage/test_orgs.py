@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.factories import state_marked_example
 from tests.triage.test_entities import ORG_SENTENCES, WordTagger
 from triage.entities import EXTRACTOR_VERSION, ORG_TAGGER_PATH, ORG_TAGGER_WORDS_PATH, EntityExtractor, load_org_tagger
 from triage.orgs import (
@@ -415,16 +416,7 @@ def test_crf_learns_from_encoder_states() -> None:
     pool = [chr(c) for c in range(0x4E00, 0x4E00 + 400)]
 
     def example(i: int, chars: list[str]) -> Example:
-        pre, name, post = (int(rng.integers(a, b)) for a, b in ((1, 5), (3, 6), (1, 5)))
-        text = "".join(rng.choice(chars, size=pre + name + post))
-        s, e = pre, pre + name
-        states = np.zeros((len(text), 4), dtype=np.float32)
-        states[:, 0] = 1.0
-        states[s:e] = 0.0
-        states[s, 1], states[s + 1:e - 1, 2], states[e - 1, 3] = 1.0, 1.0, 1.0
-        states += rng.normal(0, 0.05, states.shape).astype(np.float32)
-        words = [(k, k + 1, "n") for k in range(len(text))]
-        return Example(str(i), str(i), text, words, {}, [(s, e)], OrgTagger.chunks(text), states)
+        return state_marked_example(i, chars, rng)
 
     examples = [example(i, pool[:300]) for i in range(60)]
     # C = 1: the shipped 0.01 suits ~470k training characters; on these ~600 it penalises the layer too much
