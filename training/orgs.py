@@ -179,10 +179,18 @@ def _answer_rows(paths: list[Path]) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def real_files() -> list[Path]:
+    return sorted(REAL.glob("orgs_*.jsonl"))
+
+
+def supplement_files() -> list[Path]:
+    return sorted(SUPPLEMENT.glob("orgs_W*.jsonl"))
+
+
 def real_answers(paths: list[Path] | None = None) -> dict[str, list[str]]:
     """Organisation answers for real public messages (default: all data/corpus/real/orgs_*.jsonl; real/ORGS.md):
     id → surfaces."""
-    rows = _answer_rows(sorted(REAL.glob("orgs_*.jsonl")) if paths is None else paths)
+    rows = _answer_rows(real_files() if paths is None else paths)
     return {rid: list(row["orgs"]) for rid, row in rows.items()}
 
 
@@ -207,7 +215,7 @@ def load_real_examples(extractor: EntityExtractor, lac: Any, states: bool = Fals
 def supplement_answers(paths: list[Path] | None = None) -> dict[str, tuple[str, list[str]]]:
     """The organisation supplement (default: all data/corpus/supplement/orgs_W*.jsonl; supplement/SUPPLEMENT.md):
     id → (text, surfaces)."""
-    rows = _answer_rows(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")) if paths is None else paths)
+    rows = _answer_rows(supplement_files() if paths is None else paths)
     return {rid: (row["text"], list(row["orgs"])) for rid, row in rows.items()}
 
 
@@ -540,9 +548,9 @@ def main() -> None:
                              "epochs": args.sequence_epochs, "dropout": args.sequence_dropout, "seed": args.seed,
                              "weight": args.sequence_weight, "data": args.sequence_data, "records": len(seq_x),
                              "org_spans": sum(len(x.gold) for x in seq_x), "seconds": round(time.perf_counter() - t0),
-                             "supplement_sha256": _files_sha256(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")))
+                             "supplement_sha256": _files_sha256(supplement_files())
                              if "supplement" in args.sequence_data else None,
-                             "real_sha256": _files_sha256(sorted(REAL.glob("orgs_*.jsonl")))
+                             "real_sha256": _files_sha256(real_files())
                              if "real" in args.sequence_data else None}
             history.clear()
             best.clear()
@@ -569,9 +577,9 @@ def main() -> None:
                 "records": len(fit_x),
                 "org_spans": sum(len(x.gold) for x in fit_x)},
         "real": {"records": len(real_x), "org_spans": sum(len(x.gold) for x in real_x),
-                 "sha256": _files_sha256(sorted(REAL.glob("orgs_*.jsonl")))} if args.real else None,
+                 "sha256": _files_sha256(real_files())} if args.real else None,
         "supplement": {"records": len(sup_x), "org_spans": sum(len(x.gold) for x in sup_x),
-                       "sha256": _files_sha256(sorted(SUPPLEMENT.glob("orgs_W*.jsonl")))} if args.supplement else None,
+                       "sha256": _files_sha256(supplement_files())} if args.supplement else None,
         "train": {"records": len(train_x), "org_spans": sum(len(x.gold) for x in train_x),
                   "sha256": hashlib.sha256((CORPUS / "train.jsonl").read_bytes()).hexdigest()},
         "dev": {"records": len(dev_x), "sha256": hashlib.sha256((CORPUS / "dev.jsonl").read_bytes()).hexdigest(),

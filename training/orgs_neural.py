@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from training.orgs import Example, _fold, build_lexicon
-from triage.orgs import _ALLOWED, _END_OK, _START_OK, CHANNELS, Lexicon, SequenceLayer, _bies, spans_to_tags
+from triage.orgs import _ALLOWED, _END_OK, _START_OK, SEQUENCE_HOT, Lexicon, SequenceLayer, sequence_codes, spans_to_tags
 
 NEG = -1e4
 
@@ -34,21 +34,12 @@ class Vocab:
 
 
 def char_inputs(x: Example, vocab: Vocab, lexicon: Lexicon) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids (n,), word label ids (n,), dense (n, d)): character id, LAC label×position, channels + lexicon one-hots."""
+    """(ids (n,), word label codes (n,), one-hots (n, SEQUENCE_HOT)), laid out by triage.orgs.sequence_codes as served."""
     n = len(x.text)
     ids = np.array([vocab.chars.get(ch, 1) for ch in x.text], dtype=np.int64)
-    lab = np.zeros(n, dtype=np.int64)
-    for s, e, w in x.words:
-        pos = _bies(n, [(s, e)])[s:e].astype(np.int64)  # 1..4
-        lab[s:e] = vocab.labels.get(w, 0) * 5 + pos
-    dense = np.zeros((n, 5 * len(CHANNELS) + 25), dtype=np.float32)
-    for c, ch in enumerate(CHANNELS):
-        b = _bies(n, x.marks.get(ch, ())).astype(np.int64)
-        dense[np.arange(n), c * 5 + b] = 1.0
-    lex = np.zeros(n, dtype=np.int64)
-    for s, e, bucket in lexicon.matches(x.text):
-        lex[s:e] = _bies(n, [(s, e)])[s:e].astype(np.int64) * 5 + bucket
-    dense[np.arange(n), 5 * len(CHANNELS) + lex] = 1.0
+    lab, hot = sequence_codes(n, x.words, x.marks, lexicon.matches(x.text), vocab.labels)
+    dense = np.zeros((n, SEQUENCE_HOT), dtype=np.float32)
+    dense[np.arange(n)[:, None], hot] = 1.0
     return ids, lab, dense
 
 

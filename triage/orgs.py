@@ -256,7 +256,7 @@ class SequenceLayer:
         a = self.a
         # the projection's rows per input block, so one-hots and embeddings are gathered instead of multiplied
         n_char, n_lab = a["char_emb"].shape[1], a["label_emb"].shape[1]
-        n_hot = 5 * len(CHANNELS) + 25
+        n_hot = SEQUENCE_HOT
         w = a["proj_w"]
         self._char_proj = a["char_emb"] @ w[:n_char]
         self._label_proj = a["label_emb"] @ w[n_char:n_char + n_lab]
@@ -277,19 +277,11 @@ class SequenceLayer:
         ids = self._id_table[np.minimum(cp, 0xFFFF)]
         if cp.max(initial=0) > 0xFFFF:  # beyond the Basic Multilingual Plane: through the dict
             ids = np.where(cp > 0xFFFF, [self._char_id.get(ch, 1) for ch in text], ids)
-        lab = np.zeros(n, dtype=np.int64)
-        if words:
-            bounds = np.array([(s, e) for s, e, _ in words], dtype=np.int64)
-            label = np.array([self._label_id.get(w, 0) for _, _, w in words], dtype=np.int64)
-            lab[:] = _word_positions(n, bounds, label)
+        lab, hot = sequence_codes(n, words, marks, lexicon_matches, self._label_id)
         x = self._char_proj[ids[rows]] + self._label_proj[lab[rows]]
         x += np.asarray(states[rows], dtype=np.float32) @ self._state_proj
-        for c, ch in enumerate(CHANNELS):
-            x += self._hot_proj[c * 5 + _bies(n, marks.get(ch, ())).astype(np.int64)[rows]]
-        lex = np.zeros(n, dtype=np.int64)
-        for s, e, bucket in lexicon_matches:
-            lex[s:e] = _bies(e - s, [(0, e - s)]).astype(np.int64) * 5 + bucket
-        x += self._hot_proj[5 * len(CHANNELS) + lex[rows]]
+        for c in range(hot.shape[1]):  # the one-hots: one projection row per channel and one for the lexicon
+            x += self._hot_proj[hot[rows, c]]
         return np.maximum(x + self.a["proj_b"], np.float32(0.0))  # type: ignore[no-any-return]
 
     def emissions(self, text: str, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
@@ -304,7 +296,7 @@ class SequenceLayer:
         rows = np.concatenate([np.arange(s, e) for s, e in chunks])
         x = self.projected(text, words, marks, lexicon_matches, states, rows)
         if self.arch == "cnn":
-            return self._cnn(x, chunks, out)
+            return self._cnn(x, chunks, rows, out)
         a, hid = self.a, self.hidden
         lengths = np.array([e - s for s, e in chunks])
         t_max = int(lengths.max())
@@ -337,13 +329,12 @@ class SequenceLayer:
             out[:, t] = h
         return out
 
-    def _cnn(self, x: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], out: npt.NDArray[np.float32]
-             ) -> npt.NDArray[np.float32]:
+    def _cnn(self, x: npt.NDArray[np.float32], chunks: Sequence[tuple[int, int]], rows: npt.NDArray[np.int64],
+             out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Two width-3 ReLU convolutions per chunk: chunks laid end to end with one zero row between them.
 
-        `x`: the projected characters of the chunks, in order."""
+        `x`: the projected characters `rows` of the chunks, in order."""
         a = self.a
-        rows = np.concatenate([np.arange(s, e) for s, e in chunks])
         place = np.concatenate([np.arange(e - s) + (s_i + 1) for (s, e), s_i in
                                 zip(chunks, np.cumsum([0] + [e - s + 1 for s, e in chunks[:-1]]), strict=True)])
         size = int(place[-1]) + 2
@@ -380,6 +371,30 @@ def candidate_chunks(n: int, chunks: Sequence[tuple[int, int]], marks: Mapping[s
         touched[e] -= 1
     covered = np.concatenate([[0], np.cumsum(np.cumsum(touched)[:n] > 0)])  # covered[i]: candidate characters before i
     return [(a, b) for a, b in chunks if covered[b] > covered[a]]
+
+
+SEQUENCE_HOT = 5 * len(CHANNELS) + 25  # one-hot width: BIES × each channel, then BIES × lexicon bucket
+
+
+def sequence_codes(n: int, words: Sequence[tuple[int, int, str]], marks: Mapping[str, Sequence[tuple[int, int]]],
+                   lexicon_matches: Sequence[tuple[int, int, int]], label_id: Mapping[str, int]
+                   ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The sequence layer's discrete inputs per character, shared by its trainer and its server: (label code (n,),
+    one-hot indices (n, channels + 1)) — a word label id × 5 + the position in the word; per channel c, c × 5 + its
+    BIES code; last, 5 × channels + the lexicon match's BIES code × 5 + bucket."""
+    lab = np.zeros(n, dtype=np.int64)
+    if words:
+        bounds = np.array([(s, e) for s, e, _ in words], dtype=np.int64)
+        label = np.array([label_id.get(w, 0) for _, _, w in words], dtype=np.int64)
+        lab[:] = _word_positions(n, bounds, label)
+    hot = np.empty((n, len(CHANNELS) + 1), dtype=np.int64)
+    for c, ch in enumerate(CHANNELS):
+        hot[:, c] = c * 5 + _bies(n, marks.get(ch, ())).astype(np.int64)
+    lex = np.zeros(n, dtype=np.int64)
+    for s, e, bucket in lexicon_matches:
+        lex[s:e] = _bies(e - s, [(0, e - s)]).astype(np.int64) * 5 + bucket
+    hot[:, -1] = 5 * len(CHANNELS) + lex
+    return lab, hot
 
 
 def _word_positions(n: int, bounds: npt.NDArray[np.int64], label: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
